@@ -1,0 +1,80 @@
+"""What every subcommand shares: settings from the edge, exit codes, error reporting."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+import click
+
+from cutout.errors import CutoutError, ImageError, ModelError, OutputFormatError
+from settings import Settings, SettingsError, load_settings
+
+# Exit codes, documented in README.md ("Exit codes").
+EXIT_OK = 0
+EXIT_FAILED = 1  # an input could not be processed
+EXIT_USAGE = 2  # bad command line (click's own code)
+EXIT_CONFIG = 3  # invalid settings, unusable model or provider
+
+log = logging.getLogger("cutout.cli")
+
+
+class CliState:
+    """Per-invocation state: settings are read once, on first use, at the edge."""
+
+    def __init__(self, debug: bool) -> None:
+        self.debug = debug
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
+
+
+def state(ctx: click.Context) -> CliState:
+    obj = ctx.find_object(CliState)
+    if obj is None:  # a subcommand invoked on its own, as tests may do
+        obj = CliState(debug=False)
+        ctx.obj = obj
+    return obj
+
+
+def get_settings(ctx: click.Context) -> Settings:
+    with reporting(ctx):
+        return state(ctx).settings
+
+
+def exit_code_for(exc: CutoutError) -> int:
+    if isinstance(exc, ImageError | OutputFormatError):
+        return EXIT_FAILED
+    if isinstance(exc, SettingsError | ModelError):
+        return EXIT_CONFIG
+    return EXIT_CONFIG if isinstance(exc, ValueError) else EXIT_FAILED
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"cutout: error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def reporting(ctx: click.Context) -> Iterator[None]:
+    """Turn our errors into one line on stderr and an exit code; tracebacks only with --debug."""
+    try:
+        yield
+    except CutoutError as exc:
+        if state(ctx).debug:
+            raise
+        fail(str(exc), exit_code_for(exc))
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+ProgressCallback = Callable[[int], None]

@@ -1,0 +1,95 @@
+"""`cutout p INPUT_DIR OUTPUT_DIR`: every image of a folder tree, in-process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from cutout.cli.common import EXIT_FAILED, echo_err, get_settings, reporting
+from cutout.cli.options import build_remover, collect, removal_options
+from cutout.errors import CutoutError
+from cutout.images import write_atomic
+from cutout.pipeline import output_format
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+def find_images(root: Path, exclude: Path) -> Iterator[Path]:
+    """Image files under root, sorted, skipping hidden entries and the output tree."""
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_relative_to(exclude) or not path.is_file():
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            yield path
+
+
+def plan(sources: list[Path], in_dir: Path, out_dir: Path, fmt: str) -> list[Job]:
+    """Mirror the tree; inputs that share a stem in one folder keep their extension too,
+    so `a.jpg` and `a.png` never write the same output."""
+    stems = Counter(source.with_suffix("") for source in sources)
+    jobs = []
+    for source in sources:
+        rel = source.relative_to(in_dir)
+        name = rel.name if stems[source.with_suffix("")] > 1 else rel.stem
+        jobs.append(Job(source, out_dir / rel.parent / f"{name}.{fmt}"))
+    return jobs
+
+
+@click.command("p")
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@removal_options
+@click.pass_context
+def p_command(ctx: click.Context, /, input_dir: Path, output_dir: Path, **params: Any) -> None:
+    """Remove the background of every image under INPUT_DIR into OUTPUT_DIR.
+
+    Subfolders are mirrored. A file that fails is reported and skipped; the exit code is
+    1 when any failed.
+    """
+    settings = get_settings(ctx)
+    cli = collect(params)
+    with reporting(ctx):
+        fmt = output_format(None, cli.format, settings.output_format)
+        remover = build_remover(settings, cli)
+    in_dir, out_dir = input_dir.resolve(), output_dir.resolve()
+    jobs = plan(list(find_images(in_dir, out_dir)), in_dir, out_dir, fmt)
+    started = time.monotonic()
+    failed = 0
+    with tqdm(jobs, unit="img", desc="cutout", disable=None, leave=False) as bar:
+        for job in bar:
+            try:
+                data = remover.process(job.source, fmt, source=str(job.source))
+                job.target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(job.target, data)
+            except (CutoutError, OSError) as exc:
+                failed += 1
+                tqdm.write(f"FAILED {exc}", file=sys.stderr)
+    elapsed = time.monotonic() - started
+    echo_err(
+        f"{len(jobs) - failed} done, {failed} failed, of {len(jobs)} images "
+        f"in {elapsed:.1f} s -> {out_dir}"
+    )
+    if failed:
+        ctx.exit(EXIT_FAILED)

@@ -1,0 +1,46 @@
+"""U^2-Net family: preprocess -> predict -> mask at full size, then optional refinement.
+
+Preprocessing and postprocessing reproduce rembg's exactly (including its quirk of dividing
+by the image's own maximum rather than 255), so that with the same model our mask is
+rembg's mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from cutout.models import ModelSpec
+from cutout.session import InferenceSession
+
+# skimage's disk(1), which rembg's post-processing uses as the opening footprint.
+_DISK1 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+
+
+def prepare(image: Image.Image, spec: ModelSpec) -> np.ndarray:
+    """The model input: 1x3xSxS float32, scaled by the image maximum, ImageNet-normalised."""
+    size = (spec.input_size, spec.input_size)
+    small = np.asarray(image.convert("RGB").resize(size, Image.Resampling.LANCZOS))
+    scaled = small / max(float(small.max()), 1e-6)
+    mean = np.asarray(spec.mean)
+    std = np.asarray(spec.std)
+    tensor = ((scaled - mean) / std).transpose((2, 0, 1))
+    return np.asarray(tensor[np.newaxis], dtype=np.float32)
+
+
+def predict(inference: InferenceSession, spec: ModelSpec, image: Image.Image) -> Image.Image:
+    """The subject mask (mode L) at the image's own size."""
+    name = inference.get_inputs()[0].name
+    pred = np.asarray(inference.run(None, {name: prepare(image, spec)})[0])[:, 0, :, :]
+    low, high = float(pred.min()), float(pred.max())
+    pred = (pred - low) / max(high - low, 1e-12)
+    small = Image.fromarray((np.squeeze(pred).clip(0, 1) * 255).astype(np.uint8))
+    return small.resize(image.size, Image.Resampling.LANCZOS)
+
+
+def post_process(mask: Image.Image) -> Image.Image:
+    """rembg's `post_process_mask`: opening, Gaussian blur (sigma 2), threshold at 127."""
+    opened = ndimage.grey_opening(np.asarray(mask), footprint=_DISK1)
+    smooth = ndimage.gaussian_filter(opened.astype(np.float64), sigma=2)
+    return Image.fromarray(np.where(smooth < 127, 0, 255).astype(np.uint8))

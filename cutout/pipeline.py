@@ -1,0 +1,88 @@
+"""One image through the engine: decode -> mask -> compose -> (crop) -> encode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from cutout import compose, mask
+from cutout.errors import OutputFormatError
+from cutout.images import Decoded, EncodeOptions, ImageInput, decode, encode
+from cutout.session import Session
+from cutout.specs import TRANSPARENT, Background, format_for_path, parse_format
+
+DEFAULT_MAX_PIXELS = 80_000_000
+
+
+@dataclass(frozen=True)
+class RemovalOptions:
+    """What to make of one image; every field has the CLI's default."""
+
+    background: Background = TRANSPARENT
+    only_mask: bool = False
+    crop: bool = False
+    crop_margin: int = 10
+    refine: str = "none"
+    post_process_mask: bool = False
+    blur_radius: float = 20.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+
+
+class Remover:
+    """A session and options bound together, with an image background decoded once."""
+
+    def __init__(self, session: Session, options: RemovalOptions | None = None) -> None:
+        self.session = session
+        self.options = options or RemovalOptions()
+        self._backdrop: Image.Image | None = None
+        if self.options.background.kind == "image":
+            assert self.options.background.path is not None
+            self._backdrop = decode(
+                self.options.background.path, max_pixels=self.options.max_pixels
+            ).image
+
+    def decode(self, data: ImageInput, source: str | None = None) -> Decoded:
+        return decode(data, max_pixels=self.options.max_pixels, source=source)
+
+    def cut_out(self, decoded: Decoded) -> Image.Image:
+        """The result image: the cut-out on its background, or the mask alone."""
+        opts = self.options
+        image = decoded.image
+        subject = mask.predict(self.session.inference, self.session.spec, decoded.model_input)
+        if opts.post_process_mask:
+            subject = mask.post_process(subject)
+        alpha = compose.subject_alpha(image, subject)
+        if opts.only_mask:
+            result = alpha
+        else:
+            result = compose.compose(
+                image,
+                subject,
+                opts.background,
+                blur_radius=opts.blur_radius,
+                backdrop=self._backdrop,
+            )
+        return compose.crop(result, alpha, opts.crop_margin) if opts.crop else result
+
+    def encode(self, result: Image.Image, fmt: str, source: str) -> bytes:
+        return encode(result, fmt, self.options.encode, source=source)
+
+    def process(self, data: ImageInput, fmt: str, source: str | None = None) -> bytes:
+        decoded = self.decode(data, source)
+        return self.encode(self.cut_out(decoded), fmt, decoded.source)
+
+
+def output_format(path: str | Path | None, requested: str | None, default: str) -> str:
+    """The format to write: the one asked for, else the output name's, else the default."""
+    by_name = format_for_path(path) if path not in (None, "-") else None
+    if requested is None:
+        return by_name or parse_format(default)
+    fmt = parse_format(requested)
+    if by_name is not None and by_name != fmt:
+        raise OutputFormatError(
+            f"{path}: the name says {by_name} but the format asked for is {fmt}"
+        )
+    return fmt

@@ -1,0 +1,129 @@
+"""ONNX Runtime sessions: provider choice, threads, and one cached session per process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from cutout.errors import ModelError, ProviderError
+from cutout.models import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Preferred order; intersected with what this onnxruntime build reports.
+SUPPORTED_PROVIDERS = (
+    "CUDAExecutionProvider",
+    "ROCMExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+class InferenceSession(Protocol):
+    """What the engine needs of an inference session; onnxruntime's satisfies it."""
+
+    def run(
+        self, output_names: Sequence[str] | None, input_feed: dict[str, np.ndarray]
+    ) -> list[Any]: ...
+
+    def get_inputs(self) -> Sequence[Any]: ...
+
+
+@dataclass(frozen=True)
+class Session:
+    """A loaded model: the registry row that says how to feed it, and the inference session."""
+
+    spec: ModelSpec
+    inference: InferenceSession
+    providers: tuple[str, ...]
+    path: Path
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_threads(processes: int = 1) -> int:
+    """Split the cores between processes so that two never fight over the same core."""
+    return max(1, usable_cores() // max(1, processes))
+
+
+def choose_providers(requested: Sequence[str] | None, available: Sequence[str]) -> list[str]:
+    if requested is None:
+        return [p for p in SUPPORTED_PROVIDERS if p in available]
+    missing = [p for p in requested if p not in available]
+    if missing:
+        raise ProviderError(
+            f"execution provider(s) {', '.join(missing)} not available in this onnxruntime "
+            f"build; available: {', '.join(available)}"
+        )
+    return list(requested)
+
+
+def _create(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    # One image at a time: inter-op parallelism only adds contention on few cores.
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own untyped exception classes
+        raise ModelError(f"{path}: cannot load the model: {exc}") from exc
+
+
+def _warn_fallback(requested: list[str], active: Sequence[str]) -> None:
+    # ONNX Runtime lists CUDA when the shim is installed even if CUDA libraries are missing,
+    # then silently runs on CPU (rembg issues 439, 508, 600, 632): say so loudly.
+    wanted = [p for p in requested if p != "CPUExecutionProvider"]
+    got = [p for p in active if p != "CPUExecutionProvider"]
+    if wanted and not got:
+        log.warning(
+            "%s requested but the session runs on CPU: onnxruntime could not load the "
+            "provider (missing or mismatched CUDA/cuDNN libraries?)",
+            ", ".join(wanted),
+        )
+
+
+_cache: dict[tuple[str, Path, tuple[str, ...], int], Session] = {}
+_lock = threading.Lock()
+
+
+def open_session(
+    spec: ModelSpec, path: Path, *, providers: Sequence[str] | None = None, threads: int = 0
+) -> Session:
+    """One session per (model, file, providers, threads) per process, reused by every call."""
+    chosen = choose_providers(providers, ort.get_available_providers())
+    nthreads = threads or default_threads()
+    key = (spec.name, path.resolve(), tuple(chosen), nthreads)
+    with _lock:
+        cached = _cache.get(key)
+        if cached is not None:
+            return cached
+        inference = _create(path, chosen, nthreads)
+        active = tuple(inference.get_providers())
+        _warn_fallback(chosen, active)
+        log.info(
+            "model %s loaded from %s; providers %s; %d threads",
+            spec.name,
+            path,
+            ", ".join(active),
+            nthreads,
+        )
+        session = Session(spec=spec, inference=inference, providers=active, path=path)
+        _cache[key] = session
+        return session

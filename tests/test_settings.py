@@ -1,0 +1,77 @@
+"""Settings: env vars and .env, validated at start-up with messages naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from settings import Settings, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("CUTOUT_MODEL", "CUTOUT_BACKGROUND", "CUTOUT_MODEL_HOME", "U2NET_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone")
+    s = load_settings()
+    assert s.model == "u2net"
+    assert s.output_format == "png"
+    assert s.background == "transparent"
+    assert s.model_home == Path("/home/someone/.u2net")
+    assert s.provider_list is None
+
+
+def test_model_home_reuses_rembg_cache_then_ours_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("U2NET_HOME", "/srv/rembg-models")
+    assert load_settings().model_home == Path("/srv/rembg-models")
+    monkeypatch.setenv("CUTOUT_MODEL_HOME", "/srv/cutout-models")
+    assert load_settings().model_home == Path("/srv/cutout-models")
+
+
+def test_env_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("CUTOUT_MODEL=u2netp\nCUTOUT_BACKGROUND=#ff000080\n")
+    s = load_settings()
+    assert (s.model, s.background) == ("u2netp", "#ff000080")
+    monkeypatch.setenv("CUTOUT_MODEL", "silueta")  # the environment beats .env
+    assert load_settings().model == "silueta"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("CUTOUT_BACKGROUND", "#GGG", "transparent, blur, a colour"),
+        ("CUTOUT_BACKGROUND", "no/such/file.png", "neither a colour nor an existing image"),
+        ("CUTOUT_MODEL", "bria-rmbg", "u2net, u2netp, u2net_human_seg, silueta"),
+        ("CUTOUT_OUTPUT_FORMAT", "gif", "png, webp, jpg"),
+        ("CUTOUT_PNG_COMPRESS_LEVEL", "12", "less than or equal to 9"),
+        ("CUTOUT_PROVIDERS", "auto,CPUExecutionProvider", "auto cannot be combined"),
+        ("CUTOUT_MAX_PIXELS", "lots", "valid integer"),
+    ],
+)
+def test_bad_value_names_variable_and_accepted_values(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    message = str(err.value)
+    assert f"{name}={value!r}" in message
+    assert expected in message
+
+
+def test_every_field_is_documented() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.description, name
+
+
+def test_background_image_path_and_providers(tmp_path: Path) -> None:
+    backdrop = tmp_path / "beach.jpg"
+    backdrop.write_bytes(b"x")
+    s = load_settings(background=str(backdrop), providers="CPUExecutionProvider")
+    assert s.background == str(backdrop)
+    assert s.provider_list == ["CPUExecutionProvider"]
