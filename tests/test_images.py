@@ -105,6 +105,19 @@ def test_non_srgb_profile_is_converted_to_srgb() -> None:
     assert near(image.getpixel((1, 0)), GREEN)
 
 
+def test_model_input_is_the_unmanaged_pixels_as_rembg_reads_them() -> None:
+    swapped = factory.rgb_profile(
+        red=factory.SRGB_BLUE, blue=factory.SRGB_RED, description="Swapped"
+    )
+    stored = Image.new("RGB", (3, 2), RED)
+    decoded = load(factory.save(stored, "PNG", icc_profile=swapped))
+    assert near(decoded.image.getpixel((0, 0)), BLUE)
+    assert decoded.model_input.getpixel((0, 0)) == RED
+    assert decoded.model_input.size == decoded.image.size
+    plain = load(factory.save(stored, "PNG"))
+    assert plain.model_input is plain.image  # no second copy without a profile
+
+
 def test_linear_profile_mid_grey_becomes_srgb_188_and_alpha_is_kept() -> None:
     # Linear 0.502 is sRGB-encoded 0.737, that is 188 of 255.
     linear = factory.rgb_profile(gamma=1.0, description="Linear RGB")

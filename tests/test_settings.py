@@ -75,3 +75,9 @@ def test_background_image_path_and_providers(tmp_path: Path) -> None:
     s = load_settings(background=str(backdrop), providers="CPUExecutionProvider")
     assert s.background == str(backdrop)
     assert s.provider_list == ["CPUExecutionProvider"]
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"`CUTOUT_{name.upper()}`" in readme, name
