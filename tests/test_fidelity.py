@@ -56,3 +56,17 @@ def test_ground_truth_iou_matches_rembg(
     # misaligned resize) drops far below this.
     assert ours > 0.8
     assert abs(ours - theirs) <= 0.01
+
+
+def test_post_processed_mask_equals_rembgs_ppm(session: Session, rembg_session: Any) -> None:
+    from rembg import remove as rembg_remove
+
+    remover = Remover(session, RemovalOptions(only_mask=True, post_process_mask=True))
+    for image_path, _ in evalset_pairs()[::16]:
+        ours = np.asarray(remover.cut_out(remover.decode(image_path)))
+        with Image.open(image_path) as image:
+            theirs = np.asarray(
+                rembg_remove(image, session=rembg_session, only_mask=True, post_process_mask=True)
+            )
+        assert set(np.unique(ours)) <= {0, 255}, image_path.name
+        assert (ours != theirs).mean() < 0.001, image_path.name
