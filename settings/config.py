@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cutout.errors import ConfigError, CutoutError
@@ -94,6 +94,62 @@ class Settings(BaseSettings):
     )
     jpeg_quality: int = Field(92, ge=1, le=100, description="Quality of JPEG outputs.")
 
+    # --- queue ---
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Celery broker: redis:// or rediss:// (TLS) URL, password included.",
+    )
+    result_backend: str | None = Field(
+        None, description="Celery result backend and job status store; default: the broker."
+    )
+    queue: str = Field("cutout", min_length=1, description="Name of the Celery queue.")
+    concurrency: int = Field(
+        0, ge=0, description="Worker processes per `cutout worker`; 0 = one per two cores."
+    )
+    task_soft_time_limit: int = Field(
+        120, gt=0, description="Seconds before a job is asked to stop (it then fails)."
+    )
+    task_time_limit: int = Field(
+        180, gt=0, description="Seconds before a job's process is killed (hard limit)."
+    )
+    max_retries: int = Field(
+        3, ge=0, description="Retries of a job after a transient error (I/O, Redis)."
+    )
+    retry_backoff: float = Field(
+        2.0, gt=0, description="Seconds before the first retry; doubled each time."
+    )
+    max_deliveries: int = Field(
+        3,
+        ge=1,
+        description="Deliveries after which a job whose worker died (a poison image) fails.",
+    )
+    inline_max_bytes: int = Field(
+        25_000_000, gt=0, description="Largest image accepted inline (base64) in a job."
+    )
+    status_ttl: int = Field(
+        7 * 24 * 3600, gt=0, description="Seconds a job's status record is kept in Redis."
+    )
+    result_ttl: int = Field(
+        3600, gt=0, description="Seconds a result returned as bytes is kept in Redis."
+    )
+    # --- folders ---
+    inbox: Path = Field(Path("inbox"), description="Folder of inputs (the watch folder).")
+    outbox: Path = Field(Path("outbox"), description="Folder of outputs.")
+    failed_dir: Path = Field(Path("failed"), description="Failed inputs and their .error.json.")
+    done_dir: Path = Field(Path("done"), description="Inputs moved here once processed.")
+    allowed_roots: str = Field(
+        "",
+        description="Other folders (comma-separated) a job may read from and write to, "
+        "besides the inbox, outbox, failed and done folders.",
+    )
+    # --- flower ---
+    flower_address: str = Field("127.0.0.1", description="Address Flower listens on.")
+    flower_port: int = Field(5555, ge=1, le=65535, description="Port of Flower.")
+    flower_user: str = Field("admin", min_length=1, description="Flower basic-auth user.")
+    flower_password: SecretStr | None = Field(
+        None, description="Flower basic-auth password; Flower refuses to start without one."
+    )
+
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
@@ -105,6 +161,28 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("inbox", "outbox", "failed_dir", "done_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Resolved once, at the edge, so every process agrees whatever its working folder.
+        return value.expanduser().resolve()
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "not a Redis URL; accepted: redis://[:password@]host:port/db, "
+                "rediss://... (TLS) or unix:///path/to/socket"
+            )
+        return value
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _roots(cls, value: str) -> str:
+        roots = [r.strip() for r in value.split(",") if r.strip()]
+        return ",".join(str(Path(r).expanduser().resolve()) for r in roots)
 
     @field_validator("background")
     @classmethod
@@ -126,6 +204,17 @@ class Settings(BaseSettings):
         if "auto" in names and len(names) > 1:
             raise ValueError(f"auto cannot be combined with others; accepted: {PROVIDER_HELP}")
         return ",".join(names)
+
+    @property
+    def status_url(self) -> str:
+        """The Redis that holds job records and events: the result backend's."""
+        return self.result_backend or self.broker_url
+
+    @property
+    def roots(self) -> list[Path]:
+        """Every folder a job's paths may point into."""
+        extra = [Path(r) for r in self.allowed_roots.split(",") if r]
+        return [self.inbox, self.outbox, self.failed_dir, self.done_dir, *extra]
 
     @property
     def provider_list(self) -> list[str] | None:

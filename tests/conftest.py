@@ -58,3 +58,12 @@ def rembg_session(model_path: Path) -> Iterator[Any]:
         from rembg import new_session
 
         yield new_session(TEST_MODEL)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis database for this test session (never skipped: started if none runs)."""
+    from tests.redis_server import test_redis
+
+    with test_redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url

@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import logging
+from importlib import import_module
 
 import click
 
 from cutout.cli.common import CliState
 
+# Subcommands load on use: `cutout status` need not import ONNX Runtime, nor `cutout i` Celery.
+COMMANDS = {
+    "i": "cutout.cli.i:i_command",
+    "p": "cutout.cli.p:p_command",
+    "worker": "cutout.cli.worker:worker_command",
+    "submit": "cutout.cli.submit:submit_command",
+    "status": "cutout.cli.status:status",
+    "flower": "cutout.cli.flower:flower_command",
+    "models": "cutout.cli.models:models",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, name = target.split(":")
+        command: click.Command = getattr(import_module(module), name)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.version_option(package_name="cutout-queue")
 @click.pass_context
@@ -25,19 +50,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-
-
-def _register() -> None:
-    from cutout.cli.i import i_command
-    from cutout.cli.models import models
-    from cutout.cli.p import p_command
-
-    cli.add_command(i_command)
-    cli.add_command(p_command)
-    cli.add_command(models)
-
-
-_register()
 
 
 def main() -> None:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import click
 
-from cutout import store
-from cutout.images import EncodeOptions
-from cutout.models import MODELS, get_model
-from cutout.pipeline import RemovalOptions, Remover
-from cutout.session import open_session
+from cutout.models import MODELS
+from cutout.pipeline import Remover
 from cutout.specs import BACKGROUND_HELP, FORMATS, parse_background
-from settings import Settings
+from settings import Settings, engine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,34 +68,14 @@ def collect(params: dict[str, Any]) -> CliOptions:
     return CliOptions(**{name: params.pop(name) for name in CliOptions.__dataclass_fields__})
 
 
-def _pick(value: Any, fallback: Any) -> Any:
-    return fallback if value is None else value
-
-
 def build_remover(settings: Settings, cli: CliOptions) -> Remover:
     """Load the model and bind the options: CLI values over settings over defaults."""
-    spec = get_model(_pick(cli.model, settings.model))
-    path = store.ensure(
-        spec,
-        settings.model_home,
-        model_path=settings.model_path,
-        auto_pull=settings.model_auto_pull,
-        mirror=settings.model_mirror,
-    )
-    session = open_session(spec, path, providers=settings.provider_list, threads=settings.threads)
-    options = RemovalOptions(
-        background=parse_background(_pick(cli.bg, settings.background)),
-        only_mask=_pick(cli.only_mask, settings.only_mask),
-        crop=_pick(cli.crop, settings.crop),
-        crop_margin=_pick(cli.crop_margin, settings.crop_margin),
-        refine=_pick(cli.refine, settings.refine),
-        post_process_mask=_pick(cli.post_process_mask, settings.post_process_mask),
-        blur_radius=settings.blur_radius,
-        max_pixels=settings.max_pixels,
-        encode=EncodeOptions(
-            png_compress_level=settings.png_compress_level,
-            webp_quality=settings.webp_quality,
-            jpeg_quality=settings.jpeg_quality,
-        ),
-    )
-    return Remover(session, options)
+    overrides: dict[str, Any] = {
+        name: getattr(cli, name)
+        for name in ("only_mask", "crop", "crop_margin", "refine", "post_process_mask")
+        if getattr(cli, name) is not None
+    }
+    if cli.bg is not None:
+        overrides["background"] = parse_background(cli.bg)
+    options = replace(engine.removal_options(settings), **overrides)
+    return Remover(engine.model_session(settings, cli.model), options)

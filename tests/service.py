@@ -1,0 +1,92 @@
+"""A real Celery worker process on a real Redis, for the queue tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from settings import Settings
+
+
+@dataclass
+class Worker:
+    """A `cutout worker` process and the settings it was started with."""
+
+    settings: Settings
+    env: dict[str, str]
+    log: Path
+    hostname: str
+    process: subprocess.Popen[bytes] | None = None
+    folders: dict[str, Path] = field(default_factory=dict)
+
+    def start(self, concurrency: int = 2, timeout: float = 60) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cutout",
+                    "worker",
+                    "-c",
+                    str(concurrency),
+                    "-n",
+                    self.hostname,
+                    "-l",
+                    "INFO",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.log.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def children(self) -> list[int]:
+        """PIDs of the pool processes."""
+        assert self.process is not None
+        pid = self.process.pid
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return [int(p) for p in text.split()]
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # warm shutdown: finish, then exit
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def make_worker(root: Path, redis_url: str, model_home: Path, **overrides: str) -> Worker:
+    folders = {name: root / name for name in ("inbox", "outbox", "failed", "done")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    values = {
+        "CUTOUT_BROKER_URL": redis_url,
+        "CUTOUT_RESULT_BACKEND": redis_url,
+        "CUTOUT_INBOX": str(folders["inbox"]),
+        "CUTOUT_OUTBOX": str(folders["outbox"]),
+        "CUTOUT_FAILED_DIR": str(folders["failed"]),
+        "CUTOUT_DONE_DIR": str(folders["done"]),
+        "CUTOUT_MODEL": "u2netp",
+        "CUTOUT_MODEL_HOME": str(model_home),
+        "CUTOUT_MODEL_AUTO_PULL": "false",
+        "CUTOUT_RETRY_BACKOFF": "0.2",
+        **overrides,
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOUT_")} | values
+    settings = Settings(**{k.removeprefix("CUTOUT_").lower(): v for k, v in values.items()})
+    hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
+    return Worker(settings, env, root / "worker.log", hostname, folders=folders)

@@ -1,0 +1,342 @@
+"""The queue for real: a Redis, a `cutout worker` process, the u2netp model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from celery import Celery
+from click.testing import CliRunner
+from PIL import Image
+
+from cutout.cli.main import cli
+from tests.conftest import EVALSET
+from tests.redis_server import free_port
+from tests.service import Worker, make_worker
+from worker.client import Client
+from worker.jobs import TASK_NAME, JobRecord
+
+DOG = EVALSET / "images" / "3.jpg"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def worker(
+    tmp_path_factory: pytest.TempPathFactory, redis_url: str, model_path: Path
+) -> Iterator[Worker]:
+    w = make_worker(tmp_path_factory.mktemp("service"), redis_url, model_path.parent)
+    w.start(concurrency=2)
+    yield w
+    w.stop()
+
+
+@pytest.fixture(scope="module")
+def client(worker: Worker) -> Iterator[Client]:
+    with Client.from_settings(worker.settings) as c:
+        yield c
+
+
+def drop(worker: Worker, rel: str, source: Path = DOG) -> Path:
+    target = worker.folders["inbox"] / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)
+    return target
+
+
+def finished(client: Client, job_id: str, timeout: float = 60) -> JobRecord:
+    return client.wait(job_id, timeout).record
+
+
+def load(data: bytes | Path) -> Image.Image:
+    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
+        image.load()
+        return image
+
+
+def job_states(client: Client, job_id: str) -> list[str]:
+    """The job's state changes, in order, as published on the event stream."""
+    entries = client.status.client.xrange(f"{client.status.prefix}:events")
+    return [
+        fields[b"state"].decode().strip('"')
+        for _, fields in entries
+        if fields[b"id"].decode().strip('"') == job_id
+    ]
+
+
+def test_submit_by_path_goes_queued_started_succeeded(worker: Worker, client: Client) -> None:
+    source = drop(worker, "shop/shoes/dog one.jpg")
+    job_id = client.submit(source)
+    record = finished(client, job_id)
+    assert record.state == "succeeded", record.error
+    assert job_states(client, job_id) == ["queued", "started", "succeeded"]
+    out = worker.folders["outbox"] / "shop" / "shoes" / "dog one.png"
+    assert record.output == str(out)
+    assert record.model == "u2netp" and record.worker and record.duration
+    assert record.attempts == 1
+    assert record.created and record.started and record.finished
+    assert load(out).mode == "RGBA" and load(out).size == load(DOG).size
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp file
+
+
+def test_submit_bytes_returns_the_image(client: Client) -> None:
+    job_id = client.submit_bytes(DOG.read_bytes(), name="dog.jpg", format="webp")
+    result = client.wait(job_id, 60)
+    assert result.record.state == "succeeded" and result.record.output is None
+    assert result.data is not None
+    image = load(result.data)
+    assert image.format == "WEBP" and image.mode == "RGBA"
+
+
+@pytest.mark.parametrize(
+    ("options", "name", "mode"),
+    [
+        ({"background": "white", "format": "jpg"}, "white.jpg", "RGB"),
+        ({"background": "#00ff0080"}, "green.png", "RGBA"),
+        ({"background": "blur"}, "blur.png", "RGB"),
+        ({"only_mask": True}, "mask.png", "L"),
+        ({"crop": True}, "crop.png", "RGBA"),
+    ],
+)
+def test_each_background(
+    worker: Worker, client: Client, options: dict[str, object], name: str, mode: str
+) -> None:
+    source = drop(worker, f"bg/{name}.jpg")
+    out = worker.folders["outbox"] / "bg" / name
+    record = finished(client, client.submit(source, output_path=str(out), **options))
+    assert record.state == "succeeded", record.error
+    image = load(out)
+    assert image.mode == mode
+    if options.get("crop"):
+        assert image.width < load(DOG).width
+
+
+def test_image_background_from_the_inbox(worker: Worker, client: Client) -> None:
+    backdrop = worker.folders["inbox"] / "backdrops" / "blue.png"
+    backdrop.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 40), (0, 0, 255)).save(backdrop)
+    source = drop(worker, "bg/on-blue.jpg")
+    record = finished(client, client.submit(source, background=str(backdrop)))
+    assert record.state == "succeeded", record.error
+    assert load(Path(record.output or "")).convert("RGB").getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_rerun_writes_the_same_file_not_a_second(worker: Worker, client: Client) -> None:
+    source = drop(worker, "again/dog.jpg")
+    first = finished(client, client.submit(source))
+    second = finished(client, client.submit(source))
+    assert first.output == second.output
+    assert sorted(p.name for p in (worker.folders["outbox"] / "again").iterdir()) == ["dog.png"]
+
+
+def test_broken_image_fails_at_once_with_reason(worker: Worker, client: Client) -> None:
+    broken = worker.folders["inbox"] / "broken.jpg"
+    broken.write_bytes(DOG.read_bytes()[:2000])
+    record = finished(client, client.submit(broken))
+    assert record.state == "failed"
+    assert "broken.jpg" in (record.error or "") and "truncated" in (record.error or "")
+    assert record.attempts == 1  # never retried
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/passwd",
+        "../../../../../../etc/passwd",
+        "../outside.jpg",
+        "inside/../../outside.jpg",
+    ],
+)
+def test_paths_outside_the_roots_are_refused(worker: Worker, client: Client, path: str) -> None:
+    shutil.copy(DOG, worker.folders["inbox"].parent / "outside.jpg")
+    record = finished(client, client.submit(path))
+    assert record.state == "failed"
+    assert "refused" in (record.error or "")
+
+
+def test_symlink_in_the_inbox_pointing_outside_is_refused(worker: Worker, client: Client) -> None:
+    outside = worker.folders["inbox"].parent / "secret.jpg"
+    shutil.copy(DOG, outside)
+    link = worker.folders["inbox"] / "innocent.jpg"
+    link.symlink_to(outside)
+    record = finished(client, client.submit(link))
+    assert record.state == "failed" and "refused" in (record.error or "")
+
+
+def test_output_outside_the_roots_is_refused(
+    worker: Worker, client: Client, tmp_path: Path
+) -> None:
+    source = drop(worker, "out/dog.jpg")
+    record = finished(client, client.submit(source, output_path=str(tmp_path / "stolen.png")))
+    assert record.state == "failed" and "refused" in (record.error or "")
+    assert not (tmp_path / "stolen.png").exists()
+
+
+def test_pickle_message_is_refused_and_the_worker_carries_on(
+    worker: Worker, client: Client
+) -> None:
+    source = drop(worker, "pickle/dog.jpg")
+    with Celery(broker=worker.settings.broker_url) as app:
+        app.conf.accept_content = ["json", "pickle"]
+        app.send_task(
+            TASK_NAME,
+            kwargs={"input_path": str(source)},
+            queue=worker.settings.queue,
+            serializer="pickle",
+        )
+    deadline = time.monotonic() + 30
+    while "ContentDisallowed" not in worker.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, "the worker did not report the pickle message"
+        time.sleep(0.2)
+    assert not (worker.folders["outbox"] / "pickle").exists()
+    assert worker.process is not None and worker.process.poll() is None
+    assert finished(client, client.submit(source)).state == "succeeded"
+
+
+def test_worker_killed_mid_task_gets_the_job_again_and_finishes_once(
+    worker: Worker, client: Client
+) -> None:
+    # Noise compresses badly: a big noisy PNG keeps the worker busy for a few seconds.
+    noise = np.random.default_rng(1).integers(0, 255, (2400, 3200, 3), dtype=np.uint8)
+    source = worker.folders["inbox"] / "slow" / "noise.png"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(noise).save(source, compress_level=1)
+    job_id = client.submit(source, output_path="slow/noise.png")
+    deadline = time.monotonic() + 30
+    while (record := client.status.get(job_id)) is None or record.state != "started":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    for pid in worker.children():
+        os.kill(pid, signal.SIGKILL)
+    record = finished(client, job_id, timeout=120)
+    assert record.state == "succeeded", record.error
+    assert record.attempts == 2
+    assert [p.name for p in (worker.folders["outbox"] / "slow").iterdir()] == ["noise.png"]
+
+
+def test_plain_celery_example_from_the_readme_works_as_written(worker: Worker) -> None:
+    text = README.read_text()
+    example = re.search(r"<!-- plain-celery -->\s*```python\n(.*?)```", text, re.S)
+    assert example, "README lost its plain-Celery example"
+    drop(worker, "shoes/red.jpg")
+    code = example.group(1).replace("redis://127.0.0.1:6379/0", worker.settings.broker_url)
+    namespace: dict[str, object] = {}
+    cwd = os.getcwd()
+    os.chdir(worker.folders["inbox"].parent)
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+    finally:
+        os.chdir(cwd)
+    record = namespace["record"]
+    assert isinstance(record, dict) and record["state"] == "succeeded"
+    assert Path(record["output"]) == worker.folders["outbox"] / "shoes" / "red.png"
+
+
+@pytest.fixture
+def worker_env(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in worker.env.items():
+        if name.startswith("CUTOUT_"):
+            monkeypatch.setenv(name, value)
+
+
+@pytest.mark.usefixtures("worker_env")
+def test_cutout_submit_by_path_and_inline(worker: Worker, tmp_path: Path) -> None:
+    inside = drop(worker, "cli/dog.jpg")
+    outside = tmp_path / "elsewhere" / "dog.jpg"
+    outside.parent.mkdir()
+    shutil.copy(DOG, outside)
+    result = CliRunner().invoke(
+        cli,
+        ["submit", str(inside), str(outside), "--wait", "--json", "-o", str(tmp_path / "got")],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["state"] for r in records] == ["succeeded", "succeeded"]
+    assert records[0]["output"] == str(worker.folders["outbox"] / "cli" / "dog.png")
+    assert records[1]["output"] == str(tmp_path / "got" / "dog.png")
+    assert load(tmp_path / "got" / "dog.png").mode == "RGBA"
+
+
+@pytest.mark.usefixtures("worker_env")
+def test_cutout_submit_failure_exits_1(worker: Worker) -> None:
+    broken = worker.folders["inbox"] / "cli" / "broken.png"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    result = CliRunner().invoke(cli, ["submit", str(broken), "--wait"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert "failed" in result.stdout and "broken.png" in result.stdout
+
+
+def test_flower_needs_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUTOUT_FLOWER_PASSWORD", raising=False)
+    result = CliRunner().invoke(cli, ["flower"])
+    assert result.exit_code == 3 and "CUTOUT_FLOWER_PASSWORD" in result.stderr
+
+
+def test_job_posted_through_flowers_rest_api(worker: Worker, client: Client) -> None:
+    drop(worker, "flower/red.jpg")
+    port = free_port()
+    env = worker.env | {
+        "CUTOUT_FLOWER_PASSWORD": "s3cret",
+        "CUTOUT_FLOWER_PORT": str(port),
+    }
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "cutout", "flower"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(base + "/healthcheck", flower)
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            post(base + "/api/task/send-task/cutout.remove", {"kwargs": {}}, auth=None)
+        assert denied.value.code == 401
+        denied.value.close()
+        body = {"kwargs": {"input_path": "flower/red.jpg", "background": "white"}}
+        answer = post(base + "/api/task/send-task/cutout.remove", body, auth="admin:s3cret")
+        record = finished(client, answer["task-id"])
+        assert record.state == "succeeded", record.error
+        assert Path(record.output or "") == worker.folders["outbox"] / "flower" / "red.png"
+    finally:
+        flower.terminate()
+        flower.wait(timeout=10)
+
+
+def post(url: str, body: dict[str, object], auth: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, str] = json.loads(response.read())
+        return answer
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError as answer:
+            answer.close()
+            return  # it answers (maybe asking for credentials)
+        except OSError:
+            assert process.poll() is None, "flower exited"
+            assert time.monotonic() < deadline, "flower did not start"
+            time.sleep(0.2)

@@ -1,0 +1,1 @@
+"""The Celery side of cutout: `celery -A worker worker` finds the app here."""

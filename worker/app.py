@@ -1,0 +1,56 @@
+"""The Celery app, configured from Settings only. `celery -A worker worker` loads it."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from settings import Settings, load_settings
+from worker.jobs import TASK_NAME
+
+
+def visibility_timeout(settings: Settings) -> int:
+    """Longer than the hard time limit plus every retry's wait, so Redis never hands a job
+    still running to a second worker."""
+    backoff = sum(settings.retry_backoff * 2**n for n in range(settings.max_retries))
+    return int(max(3600, 2 * settings.task_time_limit + backoff))
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery(
+        "cutout",
+        broker=settings.broker_url,
+        backend=settings.status_url,
+        include=["worker.tasks"],
+    )
+    transport = {"visibility_timeout": visibility_timeout(settings)}
+    app.conf.update(
+        # JSON only: a pickle message is refused, never deserialised.
+        task_serializer="json",
+        result_serializer="json",
+        event_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # Acknowledge after the work, and hand the job back if its process dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_time_limit,
+        task_default_queue=settings.queue,
+        task_routes={TASK_NAME: {"queue": settings.queue}},
+        result_expires=settings.status_ttl,
+        task_track_started=True,
+        # Events for Flower.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return app
+
+
+# The Celery app module is an edge: it reads the settings once, for the whole process.
+settings = load_settings()
+app = create_app(settings)

@@ -1,0 +1,94 @@
+"""One job through the engine, with no Celery in sight: paths confined to the roots,
+options merged over the settings, the result written atomically or returned as bytes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from cutout.images import ImageInput, write_atomic
+from cutout.pipeline import Remover, output_format
+from cutout.specs import parse_background
+from settings import Settings, engine
+from worker.jobs import RemoveJob
+from worker.paths import confine, input_file, mirrored_output, output_file
+
+_OPTION_FIELDS = ("only_mask", "crop", "crop_margin", "post_process_mask")
+_MAX_REMOVERS = 16
+
+
+@dataclass(frozen=True)
+class Outcome:
+    output: Path | None  # where the result was written, if anywhere
+    data: bytes | None  # the encoded result, when the job asked for the bytes
+    model: str
+    duration: float
+
+
+class JobRunner:
+    """Per worker process: warm model sessions, the default options, the allowed roots."""
+
+    def __init__(self, settings: Settings, *, processes: int = 1) -> None:
+        self.settings = settings
+        self.processes = processes
+        self.defaults = engine.removal_options(settings)
+        self._removers: dict[tuple[str, Any], Remover] = {}
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Load the default model now, so that the first job does not pay for it."""
+        self._remover(self.settings.model, self.defaults)
+
+    def run(self, job: RemoveJob) -> Outcome:
+        started = time.monotonic()
+        settings = self.settings
+        source: ImageInput
+        if job.input_path is not None:
+            source = input_file(job.input_path, settings.inbox, settings.roots)
+        else:
+            source = job.image_bytes or b""
+        fmt = output_format(job.output_path, job.format, settings.output_format)
+        target = self._target(job, source, fmt)
+        model = job.model or settings.model
+        remover = self._remover(model, self._options(job))
+        result = remover.process(source, fmt, source=job.label)
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(target, result)
+        keep = job.return_bytes or target is None
+        return Outcome(target, result if keep else None, model, time.monotonic() - started)
+
+    def _target(self, job: RemoveJob, source: ImageInput, fmt: str) -> Path | None:
+        settings = self.settings
+        if job.output_path is not None:
+            return output_file(job.output_path, settings.outbox, settings.roots)
+        if isinstance(source, Path) and not job.return_bytes:
+            return mirrored_output(source, settings.inbox, settings.outbox, fmt)
+        return None
+
+    def _options(self, job: RemoveJob) -> Any:
+        overrides: dict[str, Any] = {
+            name: getattr(job, name) for name in _OPTION_FIELDS if getattr(job, name) is not None
+        }
+        if job.background is not None:
+            background = parse_background(job.background)
+            if background.path is not None:  # a backdrop file is read like an input
+                confine(str(background.path), self.settings.inbox, self.settings.roots)
+            overrides["background"] = background
+        return replace(self.defaults, **overrides)
+
+    def _remover(self, model: str, options: Any) -> Remover:
+        key = (model, options)
+        with self._lock:
+            remover = self._removers.get(key)
+            if remover is None:
+                if len(self._removers) >= _MAX_REMOVERS:
+                    self._removers.clear()  # a handful of option sets in practice
+                session = engine.model_session(
+                    self.settings, model, processes=self.processes, progress=False
+                )
+                remover = self._removers[key] = Remover(session, options)
+            return remover
