@@ -57,6 +57,15 @@ def drop(worker: Worker, rel: str, source: Path = DOG) -> Path:
     return target
 
 
+def noise_image(worker: Worker, rel: str, shape: tuple[int, int]) -> Path:
+    """Noise compresses badly: a big noisy PNG keeps a worker busy for a second or more."""
+    noise = np.random.default_rng(1).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    target = worker.folders["inbox"] / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(noise).save(target, compress_level=1)
+    return target
+
+
 def finished(client: Client, job_id: str, timeout: float = 60) -> JobRecord:
     return client.wait(job_id, timeout).record
 
@@ -209,11 +218,7 @@ def test_pickle_message_is_refused_and_the_worker_carries_on(
 def test_worker_killed_mid_task_gets_the_job_again_and_finishes_once(
     worker: Worker, client: Client
 ) -> None:
-    # Noise compresses badly: a big noisy PNG keeps the worker busy for a few seconds.
-    noise = np.random.default_rng(1).integers(0, 255, (2400, 3200, 3), dtype=np.uint8)
-    source = worker.folders["inbox"] / "slow" / "noise.png"
-    source.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(noise).save(source, compress_level=1)
+    source = noise_image(worker, "slow/noise.png", (2400, 3200))
     job_id = client.submit(source, output_path="slow/noise.png")
     deadline = time.monotonic() + 30
     while (record := client.status.get(job_id)) is None or record.state != "started":
@@ -225,6 +230,54 @@ def test_worker_killed_mid_task_gets_the_job_again_and_finishes_once(
     assert record.state == "succeeded", record.error
     assert record.attempts == 2
     assert [p.name for p in (worker.folders["outbox"] / "slow").iterdir()] == ["noise.png"]
+
+
+def test_transient_error_is_retried_then_succeeds(worker: Worker, client: Client) -> None:
+    # A file where the output folder should be: writing fails (NotADirectoryError) until
+    # someone moves it away, like a share that is briefly unavailable.
+    blocker = worker.folders["outbox"] / "blocked"
+    blocker.write_text("in the way")
+    source = drop(worker, "retry/dog.jpg")
+    job_id = client.submit(source, output_path="blocked/dog.png")
+    deadline = time.monotonic() + 30
+    while (record := client.status.get(job_id)) is None or record.state != "retrying":
+        assert time.monotonic() < deadline, record
+        time.sleep(0.01)
+    blocker.unlink()
+    record = finished(client, job_id)
+    assert record.state == "succeeded", record.error
+    assert record.attempts >= 2
+    assert "retrying" in job_states(client, job_id)
+    assert (worker.folders["outbox"] / "blocked" / "dog.png").is_file()
+
+
+def test_transient_error_gives_up_after_max_retries(worker: Worker, client: Client) -> None:
+    (worker.folders["outbox"] / "never").write_text("in the way")
+    source = drop(worker, "retry/never.jpg")
+    record = finished(client, client.submit(source, output_path="never/dog.png"))
+    assert record.state == "failed"
+    assert "gave up after 4 attempts" in (record.error or "")
+    assert record.attempts == 4
+
+
+def test_poison_job_that_kills_its_worker_fails_after_max_deliveries(
+    worker: Worker, client: Client
+) -> None:
+    source = noise_image(worker, "poison/noise.png", (1500, 2000))  # slow enough to catch
+    job_id = client.submit(source, output_path="poison/dog.png")
+    for attempt in (1, 2, 3):  # CUTOUT_MAX_DELIVERIES = 3: each delivery dies
+        deadline = time.monotonic() + 60
+        while (
+            (r := client.status.get(job_id)) is None or r.state != "started" or r.attempts < attempt
+        ):
+            assert time.monotonic() < deadline, r
+            time.sleep(0.005)
+        for pid in worker.children():
+            os.kill(pid, signal.SIGKILL)
+    record = finished(client, job_id, timeout=120)
+    assert record.state == "failed"
+    assert "died 3 times" in (record.error or "")
+    assert not (worker.folders["outbox"] / "poison" / "dog.png").exists()
 
 
 def test_plain_celery_example_from_the_readme_works_as_written(worker: Worker) -> None:

@@ -90,14 +90,27 @@ class Client:
         job_id = str(uuid.uuid4())
         # Recorded before sending, so a fast worker's "started" is never overwritten.
         self.status.update(job_id, "queued", input=job.label, output=job.output_path)
+        kwargs = job.model_dump(exclude_none=True)
         self.app.send_task(
-            TASK_NAME, kwargs=job.model_dump(exclude_none=True), task_id=job_id, queue=self.queue
+            TASK_NAME,
+            kwargs=kwargs,
+            task_id=job_id,
+            queue=self.queue,
+            kwargsrepr=readable(kwargs),
         )
         return job_id
 
     def _result(self, record: JobRecord) -> JobResult:
         data = self.status.fetch_result(record.id) if record.has_bytes else None
         return JobResult(record, data)
+
+
+def readable(kwargs: dict[str, Any]) -> str:
+    """The arguments as Flower shows them: an inline image as its size, not as base64."""
+    data = kwargs.get("input_data")
+    if data is None:
+        return repr(kwargs)
+    return repr({**kwargs, "input_data": f"<{len(data) * 3 // 4} bytes, base64>"})
 
 
 @cache
