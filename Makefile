@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-## Remove the background of every image in ./inbox into ./outbox.
+## The whole service: drop images into ./inbox, cut-outs appear in ./outbox (Ctrl-C stops).
 run: $(STAMP)
-	mkdir -p inbox outbox
-	$(BIN)/cutout p inbox outbox
+	$(BIN)/cutout models pull
+	$(BIN)/cutout up
 
 ## The whole test suite against the real model (u2netp), pulled first when missing.
 test: $(STAMP) models

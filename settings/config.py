@@ -142,6 +142,31 @@ class Settings(BaseSettings):
         description="Other folders (comma-separated) a job may read from and write to, "
         "besides the inbox, outbox, failed and done folders.",
     )
+    # --- watch folder ---
+    watch_mode: Literal["auto", "native", "polling"] = Field(
+        "auto",
+        description="How the watcher sees new files: native (inotify and the like), polling "
+        "(for NFS/SMB shares and Docker bind mounts, where events do not arrive), or auto "
+        "(polling on network file systems, else native).",
+    )
+    settle_seconds: float = Field(
+        2.0, ge=0, description="A file is taken once its size and mtime are this long unchanged."
+    )
+    rescan_seconds: float = Field(
+        30.0, gt=0, description="Seconds between full rescans that catch missed events."
+    )
+    poll_seconds: float = Field(1.0, gt=0, description="Polling interval of the polling mode.")
+    on_success: Literal["move", "delete", "keep"] = Field(
+        "move",
+        description="What happens to an input once done: moved to the done folder, deleted, "
+        "or kept in place (a ledger then stops it being processed again).",
+    )
+    max_pending: int = Field(
+        500, ge=1, description="Jobs in flight above which the watcher stops taking new files."
+    )
+    state_dir: Path = Field(
+        Path(".cutout"), description="Where `cutout up` keeps its private Redis (AOF) and state."
+    )
     # --- flower ---
     flower_address: str = Field("127.0.0.1", description="Address Flower listens on.")
     flower_port: int = Field(5555, ge=1, le=65535, description="Port of Flower.")
@@ -162,7 +187,7 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("inbox", "outbox", "failed_dir", "done_dir", mode="after")
+    @field_validator("inbox", "outbox", "failed_dir", "done_dir", "state_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         # Resolved once, at the edge, so every process agrees whatever its working folder.

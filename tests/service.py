@@ -90,3 +90,76 @@ def make_worker(root: Path, redis_url: str, model_home: Path, **overrides: str) 
     settings = Settings(**{k.removeprefix("CUTOUT_").lower(): v for k, v in values.items()})
     hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
     return Worker(settings, env, root / "worker.log", hostname, folders=folders)
+
+
+@dataclass
+class WatchFolders:
+    """One watch folder set: inbox, outbox, failed, done; each test gets its own."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        for folder in (self.inbox, self.outbox, self.failed, self.done):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def failed(self) -> Path:
+        return self.root / "failed"
+
+    @property
+    def done(self) -> Path:
+        return self.root / "done"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "CUTOUT_INBOX": str(self.inbox),
+            "CUTOUT_OUTBOX": str(self.outbox),
+            "CUTOUT_FAILED_DIR": str(self.failed),
+            "CUTOUT_DONE_DIR": str(self.done),
+        }
+
+
+@dataclass
+class WatcherProcess:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_watcher(worker: Worker, folders: WatchFolders, **overrides: str) -> WatcherProcess:
+    env = (
+        worker.env
+        | folders.env()
+        | {
+            "CUTOUT_SETTLE_SECONDS": "0.4",
+            "CUTOUT_RESCAN_SECONDS": "2",
+            **overrides,
+        }
+    )
+    log = folders.root / f"watcher-{uuid.uuid4().hex[:6]}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cutout", "watch"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    watcher = WatcherProcess(process, log)
+    deadline = time.monotonic() + 30
+    while "watching " not in watcher.text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"watcher did not start:\n{watcher.text()[-3000:]}")
+        time.sleep(0.05)
+    return watcher

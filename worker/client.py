@@ -64,16 +64,21 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, path: str | os.PathLike[str], **options: Any) -> str:
-        """Enqueue a file the workers can see (under their configured folders)."""
-        return self._send({"input_path": os.fspath(path), **options})
+    def submit(
+        self, path: str | os.PathLike[str], *, job_id: str | None = None, **options: Any
+    ) -> str:
+        """Enqueue a file the workers can see (under their configured folders).
+
+        Giving the job id makes a re-send idempotent: a job already done is not redone.
+        """
+        return self._send({"input_path": os.fspath(path), **options}, job_id)
 
     def submit_bytes(self, data: bytes, *, name: str | None = None, **options: Any) -> str:
         """Enqueue an image sent inline; without output_path the result comes back as bytes."""
         payload = {"input_data": base64.b64encode(data).decode("ascii"), **options}
         if name is not None:
             payload["input_name"] = name
-        return self._send(payload)
+        return self._send(payload, None)
 
     def wait(self, job_id: str, timeout: float = 60.0) -> JobResult:
         """The job's final record (and bytes, when it returned them); WaitTimeout if none."""
@@ -85,9 +90,9 @@ class Client:
             return self._result(last)
         raise WaitTimeout(f"job {job_id} not finished after {timeout:.0f} s")
 
-    def _send(self, payload: dict[str, Any]) -> str:
+    def _send(self, payload: dict[str, Any], job_id: str | None) -> str:
         job: RemoveJob = parse_job(payload, inline_max_bytes=self.inline_max_bytes)
-        job_id = str(uuid.uuid4())
+        job_id = job_id or str(uuid.uuid4())
         # Recorded before sending, so a fast worker's "started" is never overwritten.
         self.status.update(job_id, "queued", input=job.label, output=job.output_path)
         kwargs = job.model_dump(exclude_none=True)

@@ -171,7 +171,7 @@ class StatusStore:
         An unknown job is waited for: it may not be queued yet.
         `block_ms` must stay below the client's socket timeout (30 s with from_url).
         """
-        after = self._stream_end()
+        after = self.stream_position()
         if job_id is not None:
             current = self.get(job_id)
             if current is not None and current.done:
@@ -183,17 +183,28 @@ class StatusStore:
         self, after: bytes | str, job_id: str | None, block_ms: int, deadline: float | None
     ) -> Iterator[JobRecord]:
         while (block := _block_for(block_ms, deadline)) is not None:
-            reply = self.client.xread({self._events: after}, count=EVENTS_BATCH, block=block)
-            for entry_id, fields in _entries(reply):
-                after = entry_id
-                if job_id is not None and _text(fields[b"id"]) != job_id:
+            after, records = self.read_events(after, block_ms=block)
+            for record in records:
+                if job_id is not None and record.id != job_id:
                     continue
-                record = JobRecord.model_validate_json(fields[b"record"])
                 yield record
                 if job_id is not None and record.done:
                     return
 
-    def _stream_end(self) -> bytes | str:
+    def read_events(
+        self, after: bytes | str, *, block_ms: int = 1000
+    ) -> tuple[bytes | str, list[JobRecord]]:
+        """One read of the event stream: the records after position `after` (waiting up
+        to block_ms for some), and the position to read from next time."""
+        reply = self.client.xread({self._events: after}, count=EVENTS_BATCH, block=block_ms)
+        records = []
+        for entry_id, fields in _entries(reply):
+            after = entry_id
+            records.append(JobRecord.model_validate_json(fields[b"record"]))
+        return after, records
+
+    def stream_position(self) -> bytes | str:
+        """The position of the newest event: reading from it gives only what comes next."""
         last = self.client.xrevrange(self._events, count=1)
         return last[0][0] if last and last[0][0] is not None else b"0-0"
 

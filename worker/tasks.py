@@ -92,6 +92,10 @@ def remove(self: Task, **kwargs: Any) -> dict[str, Any]:
     except JobError as exc:
         store.update(job_id, "failed", error=str(exc))
         raise JobFailed(str(exc)) from exc
+    done = store.get(job_id)
+    if done is not None and done.state == "succeeded":
+        # A re-sent job (a watcher recovering after a restart): the output already exists.
+        return done.model_dump(mode="json")
     crashes = store.begin_attempt(job_id)
     if crashes >= settings.max_deliveries:
         return _fail(store, job_id, job, f"its worker died {crashes} times on it (poison image?)")

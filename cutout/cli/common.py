@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import click
 
@@ -75,6 +76,28 @@ def reporting(ctx: click.Context) -> Iterator[None]:
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, in the user part or the query."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        # A lone userinfo may be a password too (redis://secret@host): hide it all.
+        userinfo = f"{user}:***" if colon else "***"
+    query = urlencode(
+        [
+            (name, "***" if name == "password" else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*",
+    )
+    # Built by hand: urlunsplit drops the "//" of unix:///path.
+    masked = f"{parts.scheme}://{userinfo}{at}{host}{parts.path}"
+    return (
+        masked + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    )
 
 
 ProgressCallback = Callable[[int], None]

@@ -13,7 +13,9 @@ from cutout.cli.common import CliState
 COMMANDS = {
     "i": "cutout.cli.i:i_command",
     "p": "cutout.cli.p:p_command",
+    "up": "cutout.cli.up:up_command",
     "worker": "cutout.cli.worker:worker_command",
+    "watch": "cutout.cli.watch:watch_command",
     "submit": "cutout.cli.submit:submit_command",
     "status": "cutout.cli.status:status",
     "flower": "cutout.cli.flower:flower_command",

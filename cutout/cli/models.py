@@ -54,16 +54,16 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 @models.command(name="pull")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1)
 @click.option("--force", is_flag=True, help="Fetch again even when the file is present and valid.")
 @click.pass_context
 def pull_models(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
-    """Fetch the named models into the model folder and print their paths."""
+    """Fetch the named models (default: CUTOUT_MODEL) into the model folder; print their paths."""
     settings = get_settings(ctx)
     home = settings.model_home
     with reporting(ctx):
         # Every name is checked before the first download, so a typo costs nothing.
-        specs = [get_model(name) for name in names]
+        specs = [get_model(name) for name in names or (settings.model,)]
         for spec in specs:
             if not force and store.status(spec, home) == "present":
                 echo_err(f"{spec.name}: already present and valid, not downloading")

@@ -7,12 +7,19 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import cast
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import click
 import redis
 
-from cutout.cli.common import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, fail, get_settings, state
+from cutout.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    fail,
+    get_settings,
+    mask_url,
+    state,
+)
 from worker.jobs import STATES, JobRecord, State
 from worker.status import StatusStore
 
@@ -94,28 +101,6 @@ def redis_errors(ctx: click.Context, url: str) -> Iterator[None]:
             else "error from"
         )
         fail(f"{what} Redis at {mask_url(url)}: {exc}", EXIT_CONFIG)
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, in the user part or the query."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        # A lone userinfo may be a password too (redis://secret@host): hide it all.
-        userinfo = f"{user}:***" if colon else "***"
-    query = urlencode(
-        [
-            (name, "***" if name == "password" else value)
-            for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*",
-    )
-    # Built by hand: urlunsplit drops the "//" of unix:///path.
-    masked = f"{parts.scheme}://{userinfo}{at}{host}{parts.path}"
-    return (
-        masked + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
-    )
 
 
 def resolve(store: StatusStore, job_id: str) -> str:

@@ -1,0 +1,379 @@
+"""The watch folder for real: watchdog on real folders, a real worker, Redis and model.
+
+Every test ends with the same check: each input ended exactly once, as an output (input in
+done) or in the failed folder with its reason, and nothing is left in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import EVALSET
+from tests.service import WatchFolders, Worker, make_worker, start_watcher
+from watcher.daemon import WatchConfig, Watcher
+from worker.client import Client
+
+DOG = EVALSET / "images" / "3.jpg"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("watch")
+
+
+@pytest.fixture(scope="module")
+def worker(base: Path, redis_url: str, model_path: Path) -> Iterator[Worker]:
+    w = make_worker(base / "worker", redis_url, model_path.parent, CUTOUT_ALLOWED_ROOTS=str(base))
+    w.start(concurrency=2)
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def folders(base: Path, request: pytest.FixtureRequest) -> WatchFolders:
+    return WatchFolders(base / request.node.name.replace("[", "-").replace("]", ""))
+
+
+@pytest.fixture(scope="module")
+def small_dog(base: Path) -> Path:
+    """A small real photo: 200 of them go through u2netp in seconds."""
+    path = base / "small_dog.jpg"
+    with Image.open(DOG) as image:
+        image.resize((120, 84)).save(path, quality=90)
+    return path
+
+
+def files_under(folder: Path) -> list[str]:
+    """Visible files under folder; os.walk shrugs off folders vanishing mid-walk."""
+    found = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = Path(top).relative_to(folder)
+        found += [(rel / n).as_posix() for n in names if not n.startswith(".")]
+    return sorted(found)
+
+
+def wait_until_settled(
+    folders: WatchFolders, good: list[str], bad: list[str], timeout: float = 120
+) -> None:
+    """Every good input has one output and sits in done; every bad one is in failed with
+    its reason; the inbox and the claims are empty."""
+    expected_out = sorted(str(Path(g).with_suffix(".png").as_posix()) for g in good)
+    expected_failed = sorted([*bad, *(f"{b}.error.json" for b in bad)])
+    deadline = time.monotonic() + timeout
+    while True:
+        state = (
+            files_under(folders.outbox),
+            files_under(folders.done),
+            files_under(folders.failed),
+            files_under(folders.inbox),
+            os.listdir(claims) if (claims := folders.inbox / ".cutout-claims").is_dir() else [],
+        )
+        if state == (expected_out, sorted(good), expected_failed, [], []):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"not settled: outbox={len(state[0])}/{len(expected_out)} "
+                f"done={len(state[1])}/{len(good)} failed={state[2]} inbox={state[3][:5]} "
+                f"claims={len(state[4])}; extra outputs: "
+                f"{sorted(set(state[0]) - set(expected_out))[:5]}"
+            )
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("mode", ["native", "polling"])
+def test_dropped_file_comes_out_once_and_input_moves_to_done(
+    worker: Worker, folders: WatchFolders, mode: str
+) -> None:
+    # No rescan within the test: only the observer can see the file.
+    watcher = start_watcher(
+        worker,
+        folders,
+        CUTOUT_WATCH_MODE=mode,
+        CUTOUT_POLL_SECONDS="0.3",
+        CUTOUT_RESCAN_SECONDS="600",
+    )
+    try:
+        shutil.copy(DOG, folders.inbox / "dog.jpg")
+        wait_until_settled(folders, ["dog.jpg"], [])
+        with Image.open(folders.outbox / "dog.png") as out:
+            assert out.mode == "RGBA" and out.size == (500, 351)
+        assert (folders.done / "dog.jpg").read_bytes() == DOG.read_bytes()
+    finally:
+        assert watcher.stop() == 0
+    assert "done dog.jpg -> " in watcher.text()
+    assert f"({mode})" in watcher.text()
+
+
+def test_slow_chunked_write_is_taken_once_whole(worker: Worker, folders: WatchFolders) -> None:
+    watcher = start_watcher(worker, folders, CUTOUT_SETTLE_SECONDS="0.8")
+    try:
+        data = DOG.read_bytes()
+        with (folders.inbox / "slow.jpg").open("wb") as out:
+            for start in range(0, len(data), len(data) // 6 + 1):
+                out.write(data[start : start + len(data) // 6 + 1])
+                out.flush()
+                time.sleep(0.3)
+        wait_until_settled(folders, ["slow.jpg"], [])
+        assert (folders.done / "slow.jpg").read_bytes() == data
+    finally:
+        watcher.stop()
+
+
+def test_renamed_into_place_temp_names_and_hidden_files_ignored(
+    worker: Worker, folders: WatchFolders
+) -> None:
+    watcher = start_watcher(worker, folders)
+    try:
+        for name in ("photo.jpg.part", "big.crdownload", ".hidden.jpg", "~$lock.jpg"):
+            shutil.copy(DOG, folders.inbox / name)
+        time.sleep(1.5)
+        os.rename(folders.inbox / "photo.jpg.part", folders.inbox / "photo.jpg")
+        deadline = time.monotonic() + 60
+        while not (folders.done / "photo.jpg").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert files_under(folders.outbox) == ["photo.png"]
+        assert files_under(folders.failed) == []
+        assert sorted(p.name for p in folders.inbox.iterdir() if p.is_file()) == [
+            ".hidden.jpg",
+            "big.crdownload",
+            "~$lock.jpg",
+        ]
+    finally:
+        watcher.stop()
+
+
+def test_nested_unicode_and_spaces_mirrored(worker: Worker, folders: WatchFolders) -> None:
+    names = ["shop/shoes/été rouge 1.jpg", "shop/bags/日本 bag.jpg", "a b/c d/e f.jpg"]
+    watcher = start_watcher(worker, folders)
+    try:
+        for name in names:
+            (folders.inbox / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(DOG, folders.inbox / name)
+        wait_until_settled(folders, names, [])
+    finally:
+        watcher.stop()
+
+
+def test_broken_input_goes_to_failed_with_its_reason(worker: Worker, folders: WatchFolders) -> None:
+    watcher = start_watcher(worker, folders)
+    try:
+        (folders.inbox / "sub").mkdir()
+        (folders.inbox / "sub" / "broken.jpg").write_bytes(DOG.read_bytes()[:1500])
+        (folders.inbox / "notes.txt").write_text("not an image")
+        shutil.copy(DOG, folders.inbox / "good.jpg")
+        wait_until_settled(folders, ["good.jpg"], ["notes.txt", "sub/broken.jpg"])
+        note = json.loads((folders.failed / "sub" / "broken.jpg.error.json").read_text())
+        assert "truncated" in note["error"] and "broken.jpg" in note["error"]
+        assert note["job_id"] and note["time"] and note["attempts"] == 1
+    finally:
+        watcher.stop()
+
+
+def test_same_stem_never_shares_an_output(worker: Worker, folders: WatchFolders) -> None:
+    watcher = start_watcher(worker, folders)
+    try:
+        shutil.copy(DOG, folders.inbox / "a.jpg")
+        deadline = time.monotonic() + 60
+        while not (folders.outbox / "a.png").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with Image.open(DOG) as image:
+            image.rotate(180).save(folders.inbox / "a.png")
+        deadline = time.monotonic() + 60
+        while files_under(folders.outbox) != ["a.png", "a.png.png"]:
+            assert time.monotonic() < deadline, files_under(folders.outbox)
+            time.sleep(0.1)
+        # the same input dropped again keeps its own output
+        shutil.copy(DOG, folders.inbox / "a.jpg")
+        time.sleep(3)
+        assert files_under(folders.outbox) == ["a.png", "a.png.png"]
+    finally:
+        watcher.stop()
+
+
+def test_files_present_before_start_and_a_burst_of_200(
+    worker: Worker, folders: WatchFolders, small_dog: Path
+) -> None:
+    early = [f"early/{i}.jpg" for i in range(5)]
+    burst = [f"burst/{i // 50}/{i}.jpg" for i in range(200)]
+    for name in early:
+        (folders.inbox / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(small_dog, folders.inbox / name)
+    watcher = start_watcher(worker, folders)
+    try:
+        for name in burst:
+            (folders.inbox / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(small_dog, folders.inbox / name)
+        wait_until_settled(folders, early + burst, [], timeout=240)
+    finally:
+        watcher.stop()
+
+
+def test_watcher_killed_and_restarted_mid_burst(
+    worker: Worker, folders: WatchFolders, small_dog: Path
+) -> None:
+    names = [f"{i}.jpg" for i in range(60)]
+    watcher = start_watcher(worker, folders)
+    for name in names:
+        shutil.copy(small_dog, folders.inbox / name)
+    deadline = time.monotonic() + 60
+    while len(files_under(folders.done)) < 10:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    watcher.stop(signal.SIGKILL)
+    again = start_watcher(worker, folders)
+    try:
+        wait_until_settled(folders, names, [], timeout=180)
+    finally:
+        again.stop()
+
+
+def test_worker_killed_mid_burst(worker: Worker, folders: WatchFolders, small_dog: Path) -> None:
+    names = [f"{i}.jpg" for i in range(40)]
+    watcher = start_watcher(worker, folders)
+    try:
+        for name in names:
+            shutil.copy(small_dog, folders.inbox / name)
+        deadline = time.monotonic() + 60
+        while len(files_under(folders.done)) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for pid in worker.children():
+            os.kill(pid, signal.SIGKILL)
+        wait_until_settled(folders, names, [], timeout=180)
+    finally:
+        watcher.stop()
+
+
+def test_two_watchers_on_one_folder(worker: Worker, folders: WatchFolders, small_dog: Path) -> None:
+    names = [f"{i}.jpg" for i in range(60)]
+    first = start_watcher(worker, folders)
+    second = start_watcher(worker, folders)
+    try:
+        for name in names:
+            shutil.copy(small_dog, folders.inbox / name)
+        wait_until_settled(folders, names, [], timeout=180)
+        finished = first.text().count("done ") + second.text().count("done ")
+        assert finished >= len(names)
+    finally:
+        first.stop()
+        second.stop()
+
+
+def in_process_watcher(
+    worker: Worker, folders: WatchFolders, client: Client, **config: object
+) -> Watcher:
+    options: dict[str, object] = {
+        "settle_seconds": 0.2,
+        "rescan_seconds": 1.0,
+        "stale_after": 240.0,
+    } | config
+    return Watcher(
+        WatchConfig(
+            inbox=folders.inbox,
+            outbox=folders.outbox,
+            failed_dir=folders.failed,
+            done_dir=folders.done,
+            **options,  # type: ignore[arg-type]
+        ),
+        client,
+    )
+
+
+@pytest.fixture
+def client(worker: Worker) -> Iterator[Client]:
+    with Client.from_settings(worker.settings) as c:
+        yield c
+
+
+def run_in_thread(watcher: Watcher) -> threading.Thread:
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_claim_whose_job_is_gone_is_sent_again(
+    worker: Worker, folders: WatchFolders, client: Client
+) -> None:
+    # As after a Redis restart without persistence: a claimed file, no record, no message.
+    claim = folders.inbox / ".cutout-claims" / "0c1d2e3f-lost" / "lost" / "dog.jpg"
+    claim.parent.mkdir(parents=True)
+    shutil.copy(DOG, claim)
+    old = time.time() - 120
+    os.utime(claim.parents[1], (old, old))
+    watcher = in_process_watcher(worker, folders, client)
+    thread = run_in_thread(watcher)
+    try:
+        wait_until_settled(folders, ["lost/dog.jpg"], [])
+    finally:
+        watcher.stop()
+        thread.join(timeout=10)
+
+
+def test_back_pressure_stops_claiming_until_the_queue_drains(
+    worker: Worker, folders: WatchFolders, small_dog: Path
+) -> None:
+    # A queue no worker reads: nothing drains, so the watcher must stop at max_pending.
+    stalled = make_worker(
+        folders.root / "stalled", worker.settings.broker_url, Path("/nonexistent")
+    )
+    settings = stalled.settings.model_copy(update={"queue": "nobody-listens"})
+    names = [f"{i}.jpg" for i in range(12)]
+    for name in names:
+        shutil.copy(small_dog, folders.inbox / name)
+    with Client.from_settings(settings) as stalled_client:
+        watcher = in_process_watcher(worker, folders, stalled_client, max_pending=4)
+        thread = run_in_thread(watcher)
+        try:
+            time.sleep(3)
+            claimed = list((folders.inbox / ".cutout-claims").glob("*"))
+            assert len(claimed) == 4
+            assert len(files_under(folders.inbox)) == 8
+        finally:
+            watcher.stop()
+            thread.join(timeout=10)
+
+
+def test_keep_mode_leaves_input_and_never_takes_it_twice(
+    worker: Worker, folders: WatchFolders
+) -> None:
+    watcher = start_watcher(worker, folders, CUTOUT_ON_SUCCESS="keep")
+    try:
+        shutil.copy(DOG, folders.inbox / "kept.jpg")
+        deadline = time.monotonic() + 60
+        while "done kept.jpg" not in watcher.text():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(5)  # two rescans
+        assert watcher.text().count("done kept.jpg") == 1
+        assert files_under(folders.inbox) == ["kept.jpg"]
+        assert files_under(folders.outbox) == ["kept.png"]
+    finally:
+        watcher.stop()
+
+
+def test_delete_mode_removes_input(worker: Worker, folders: WatchFolders) -> None:
+    watcher = start_watcher(worker, folders, CUTOUT_ON_SUCCESS="delete")
+    try:
+        shutil.copy(DOG, folders.inbox / "gone.jpg")
+        deadline = time.monotonic() + 60
+        while "done gone.jpg" not in watcher.text():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert files_under(folders.inbox) == [] and files_under(folders.done) == []
+        assert files_under(folders.outbox) == ["gone.png"]
+    finally:
+        watcher.stop()

@@ -1,0 +1,244 @@
+"""The watcher's loop: detect -> settle -> claim -> enqueue, and the outcome of each job.
+
+Start-up order matters (no file may slip between the cracks): observe first, then scan
+what is already there, then reconcile the claims left by an earlier run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from kombu.exceptions import OperationalError
+
+from watcher.claims import Claim, Claims, move, write_error
+from watcher.detect import scan, start_observer
+from watcher.ledger import Ledger
+from watcher.names import output_rel
+from watcher.rules import LEDGER
+from watcher.settle import Settler
+from worker.client import Client
+from worker.jobs import JobRecord
+
+log = logging.getLogger("cutout.watcher")
+
+# The broker or Redis briefly away: the claim stays and reconcile sends it again later.
+UNREACHABLE = (redis.RedisError, OperationalError, OSError)
+JOB_FILE = ".job.json"
+FRESH_CLAIM_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    inbox: Path
+    outbox: Path
+    failed_dir: Path
+    done_dir: Path
+    output_format: str = "png"
+    mode: str = "auto"
+    poll_seconds: float = 1.0
+    settle_seconds: float = 2.0
+    rescan_seconds: float = 30.0
+    on_success: str = "move"
+    max_pending: int = 500
+    stale_after: float = 240.0  # a "started" job this old without news: its worker died
+
+
+class Watcher:
+    def __init__(self, config: WatchConfig, client: Client) -> None:
+        self.config = config
+        self.client = client
+        self.redis = client.status.client
+        self.claims = Claims(config.inbox)
+        self.settler = Settler(config.settle_seconds)
+        self.ledger = Ledger(config.inbox / LEDGER) if config.on_success == "keep" else None
+        self.paths: queue.Queue[Path] = queue.Queue()
+        self.outcomes: queue.Queue[JobRecord] = queue.Queue()
+        self.active: dict[str, Claim] = {}
+        self.stopping = threading.Event()
+
+    # --- the loop ---
+
+    def run(self) -> None:
+        for folder in (self.config.inbox, self.config.outbox):
+            folder.mkdir(parents=True, exist_ok=True)
+        observer = start_observer(
+            self.config.inbox, self.config.mode, self.config.poll_seconds, self.paths
+        )
+        follower = threading.Thread(target=self._follow, name="cutout-outcomes", daemon=True)
+        follower.start()
+        try:
+            self.rescan()
+            self.reconcile()
+            next_rescan = time.monotonic() + self.config.rescan_seconds
+            while not self.stopping.is_set():
+                self.step()
+                if time.monotonic() >= next_rescan:
+                    self.rescan()
+                    self.reconcile()
+                    next_rescan = time.monotonic() + self.config.rescan_seconds
+        finally:
+            observer.stop()
+            observer.join(timeout=5)
+            follower.join(timeout=5)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def step(self, wait: float = 0.2) -> None:
+        """One turn: take new paths, claim what has settled, settle finished jobs."""
+        with contextlib.suppress(queue.Empty):
+            self.settler.offer(self.paths.get(timeout=wait if not self.settler else 0.05))
+        while not self.paths.empty():
+            self.settler.offer(self.paths.get_nowait())
+        room = self.config.max_pending - len(self.active)
+        if room > 0 and self.settler:
+            for path in self.settler.ready(room):
+                self.take(path)
+        while not self.outcomes.empty():
+            self.finish(self.outcomes.get_nowait())
+
+    def rescan(self) -> None:
+        for path in scan(self.config.inbox):
+            if self.ledger is None or not self._in_ledger(path):
+                self.settler.offer(path)
+
+    # --- claim and enqueue ---
+
+    def take(self, path: Path) -> None:
+        if self.ledger is not None and self._in_ledger(path):
+            return
+        claim = self.claims.take(path)
+        if claim is None:
+            return  # another watcher took it
+        self.active[claim.job_id] = claim
+        try:
+            out = output_rel(self.redis, claim.rel, self.config.output_format, self.config.outbox)
+        except UNREACHABLE as exc:
+            log.warning("%s: claimed, Redis unreachable (%s); will send it later", claim.rel, exc)
+            return
+        (self.claims.root / claim.job_id / JOB_FILE).write_text(json.dumps({"output": str(out)}))
+        self._send(claim, out)
+
+    def _send(self, claim: Claim, out: Path) -> None:
+        try:
+            self.client.submit(
+                claim.path, job_id=claim.job_id, output_path=str(self.config.outbox / out)
+            )
+        except UNREACHABLE as exc:
+            log.warning("%s: claimed, queue unreachable (%s); will send it later", claim.rel, exc)
+
+    def _output_of(self, claim: Claim) -> Path:
+        note = self.claims.root / claim.job_id / JOB_FILE
+        try:
+            return Path(json.loads(note.read_text())["output"])
+        except (OSError, ValueError, KeyError):
+            return output_rel(self.redis, claim.rel, self.config.output_format, self.config.outbox)
+
+    # --- outcomes ---
+
+    def _follow(self) -> None:
+        """Final job records from the event stream, for the main loop to settle."""
+        position: bytes | str | None = None
+        while not self.stopping.is_set():
+            try:
+                if position is None:
+                    position = self.client.status.stream_position()
+                position, records = self.client.status.read_events(position, block_ms=500)
+            except UNREACHABLE as exc:
+                log.warning("cannot follow job events (%s); retrying", exc)
+                position = None  # reconcile catches what was missed meanwhile
+                self.stopping.wait(1.0)
+                continue
+            for record in records:
+                if record.done:
+                    self.outcomes.put(record)
+
+    def finish(self, record: JobRecord) -> None:
+        claim = self.active.pop(record.id, None)
+        if claim is None:
+            return  # not a watched file, or already settled
+        if record.state == "succeeded":
+            self._succeeded(claim, record)
+        else:
+            self._failed(claim, record)
+        self.claims.release(claim)
+
+    def _succeeded(self, claim: Claim, record: JobRecord) -> None:
+        action = self.config.on_success
+        if action == "move":
+            move(claim, self.config.done_dir)
+        elif action == "delete":
+            claim.path.unlink(missing_ok=True)
+        elif self.ledger is not None:
+            kept = move(claim, self.config.inbox)
+            if kept is not None:
+                self.ledger.add(claim.rel, kept.stat())
+        log.info("done %s -> %s (%.2f s)", claim.rel, record.output, record.duration or 0.0)
+
+    def _failed(self, claim: Claim, record: JobRecord) -> None:
+        target = move(claim, self.config.failed_dir)
+        if target is not None:
+            write_error(
+                target,
+                error=record.error or "unknown error",
+                job_id=record.id,
+                attempts=record.attempts,
+                worker=record.worker,
+            )
+        log.info("failed %s: %s", claim.rel, record.error)
+
+    # --- after a restart, or a lost event ---
+
+    def reconcile(self) -> None:
+        """Settle finished jobs and send again those whose job is gone or stuck."""
+        for claim in self.claims.all():
+            self.active.setdefault(claim.job_id, claim)
+            try:
+                record = self.client.status.get(claim.job_id)
+                if record is not None and record.done:
+                    self.finish(record)
+                elif (record is None and not self._fresh(claim)) or (
+                    record is not None and self._stuck(record)
+                ):
+                    self._resend(claim)
+            except UNREACHABLE as exc:
+                log.warning("reconcile postponed: %s", exc)
+                return
+
+    def _fresh(self, claim: Claim) -> bool:
+        """Claimed a moment ago, maybe by another watcher that has not sent it yet."""
+        try:
+            age = time.time() - (self.claims.root / claim.job_id).stat().st_mtime
+        except FileNotFoundError:
+            return True
+        return age < FRESH_CLAIM_SECONDS
+
+    def _stuck(self, record: JobRecord) -> bool:
+        if record.state != "started" or record.started is None:
+            return False
+        age = (datetime.now(UTC) - record.started).total_seconds()
+        return age > self.config.stale_after
+
+    def _resend(self, claim: Claim) -> None:
+        # Two watchers on one share reconcile the same claims: only one sends it again.
+        if not self.redis.set(f"cutout:resend:{claim.job_id}", "1", nx=True, ex=60):
+            return
+        log.info("%s: job %s is gone; sending it again", claim.rel, claim.job_id)
+        self._send(claim, self._output_of(claim))
+
+    def _in_ledger(self, path: Path) -> bool:
+        assert self.ledger is not None
+        try:
+            return self.ledger.contains(path.relative_to(self.config.inbox), os.stat(path))
+        except FileNotFoundError:
+            return True

@@ -1,0 +1,71 @@
+"""Wait until a file stops changing: size and mtime unchanged for the settle time, and it
+opens. A file copied slowly in chunks is taken once, whole."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class _Seen:
+    size: int
+    mtime_ns: int
+    since: float
+
+
+class Settler:
+    def __init__(self, settle_seconds: float) -> None:
+        self.settle_seconds = settle_seconds
+        self._files: dict[Path, _Seen | None] = {}
+
+    def offer(self, path: Path) -> None:
+        self._files.setdefault(path, None)
+
+    def forget(self, path: Path) -> None:
+        self._files.pop(path, None)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __bool__(self) -> bool:
+        return bool(self._files)
+
+    def ready(self, limit: int, now: float | None = None) -> list[Path]:
+        """Up to `limit` files that have settled, oldest offer first; they leave the settler."""
+        now = time.monotonic() if now is None else now
+        done: list[Path] = []
+        # Look at a bounded window: a drop of 100,000 files must not mean 100,000 stat()
+        # calls per turn while only a few hundred can be taken anyway.
+        for path in list(itertools.islice(self._files, max(2 * limit, 256))):
+            if len(done) >= limit:
+                break
+            if self._settled(path, now):
+                del self._files[path]
+                done.append(path)
+        return done
+
+    def _settled(self, path: Path, now: float) -> bool:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            del self._files[path]  # moved away or deleted before it settled
+            return False
+        seen = self._files[path]
+        if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
+            self._files[path] = _Seen(st.st_size, st.st_mtime_ns, now)
+            return self.settle_seconds == 0 and _opens(path)
+        return now - seen.since >= self.settle_seconds and _opens(path)
+
+
+def _opens(path: Path) -> bool:
+    # On SMB shares a file still being written by another host may refuse to open.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
