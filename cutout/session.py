@@ -18,6 +18,7 @@ from cutout.models import ModelSpec
 
 log = logging.getLogger(__name__)
 
+CPU = "CPUExecutionProvider"
 # Preferred order; intersected with what this onnxruntime build reports.
 SUPPORTED_PROVIDERS = (
     "CUDAExecutionProvider",
@@ -43,8 +44,14 @@ class Session:
 
     spec: ModelSpec
     inference: InferenceSession
-    providers: tuple[str, ...]
+    providers: tuple[str, ...]  # what the session actually runs on
     path: Path
+    requested: tuple[str, ...] = ()  # what was asked for
+
+    @property
+    def fell_back(self) -> bool:
+        """An accelerator was asked for but the session runs without it."""
+        return any(p not in self.providers for p in self.requested if p != CPU)
 
 
 def usable_cores() -> int:
@@ -89,8 +96,8 @@ def _create(path: Path, providers: list[str], threads: int) -> ort.InferenceSess
 def _warn_fallback(requested: list[str], active: Sequence[str]) -> None:
     # ONNX Runtime lists CUDA when the shim is installed even if CUDA libraries are missing,
     # then silently runs on CPU (rembg issues 439, 508, 600, 632): say so loudly.
-    wanted = [p for p in requested if p != "CPUExecutionProvider"]
-    got = [p for p in active if p != "CPUExecutionProvider"]
+    wanted = [p for p in requested if p != CPU]
+    got = [p for p in active if p != CPU]
     if wanted and not got:
         log.warning(
             "%s requested but the session runs on CPU: onnxruntime could not load the "
@@ -124,6 +131,8 @@ def open_session(
             ", ".join(active),
             nthreads,
         )
-        session = Session(spec=spec, inference=inference, providers=active, path=path)
+        session = Session(
+            spec=spec, inference=inference, providers=active, path=path, requested=tuple(chosen)
+        )
         _cache[key] = session
         return session

@@ -167,6 +167,16 @@ class Settings(BaseSettings):
     state_dir: Path = Field(
         Path(".cutout"), description="Where `cutout up` keeps its private Redis (AOF) and state."
     )
+    # --- metrics ---
+    metrics_address: str = Field(
+        "127.0.0.1", description="Address of the Prometheus endpoints (0.0.0.0 in containers)."
+    )
+    worker_metrics_port: int = Field(
+        9808, ge=0, le=65535, description="Port of a worker's /metrics; 0 turns it off."
+    )
+    watcher_metrics_port: int = Field(
+        9809, ge=0, le=65535, description="Port of the watcher's /metrics; 0 turns it off."
+    )
     # --- flower ---
     flower_address: str = Field("127.0.0.1", description="Address Flower listens on.")
     flower_port: int = Field(5555, ge=1, le=65535, description="Port of Flower.")

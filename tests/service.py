@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from settings import Settings
+from tests.redis_server import free_port
 
 
 @dataclass
@@ -84,6 +85,9 @@ def make_worker(root: Path, redis_url: str, model_home: Path, **overrides: str) 
         "CUTOUT_MODEL_HOME": str(model_home),
         "CUTOUT_MODEL_AUTO_PULL": "false",
         "CUTOUT_RETRY_BACKOFF": "0.2",
+        "CUTOUT_WORKER_METRICS_PORT": str(free_port()),
+        # A queue of its own: test sessions running side by side share one Redis.
+        "CUTOUT_QUEUE": f"test-{uuid.uuid4().hex[:8]}",
         **overrides,
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUTOUT_")} | values
@@ -148,6 +152,7 @@ def start_watcher(worker: Worker, folders: WatchFolders, **overrides: str) -> Wa
         | {
             "CUTOUT_SETTLE_SECONDS": "0.4",
             "CUTOUT_RESCAN_SECONDS": "2",
+            "CUTOUT_WATCHER_METRICS_PORT": "0",
             **overrides,
         }
     )

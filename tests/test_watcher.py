@@ -12,6 +12,7 @@ import shutil
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -309,7 +310,7 @@ def test_claim_whose_job_is_gone_is_sent_again(
     worker: Worker, folders: WatchFolders, client: Client
 ) -> None:
     # As after a Redis restart without persistence: a claimed file, no record, no message.
-    claim = folders.inbox / ".cutout-claims" / "0c1d2e3f-lost" / "lost" / "dog.jpg"
+    claim = folders.inbox / ".cutout-claims" / str(uuid.uuid4()) / "lost" / "dog.jpg"
     claim.parent.mkdir(parents=True)
     shutil.copy(DOG, claim)
     old = time.time() - 120

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -286,6 +287,7 @@ def test_plain_celery_example_from_the_readme_works_as_written(worker: Worker) -
     assert example, "README lost its plain-Celery example"
     drop(worker, "shoes/red.jpg")
     code = example.group(1).replace("redis://127.0.0.1:6379/0", worker.settings.broker_url)
+    code = code.replace('queue="cutout"', f'queue="{worker.settings.queue}"')
     namespace: dict[str, object] = {}
     cwd = os.getcwd()
     os.chdir(worker.folders["inbox"].parent)
@@ -393,3 +395,92 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 6
             assert process.poll() is None, "flower exited"
             assert time.monotonic() < deadline, "flower did not start"
             time.sleep(0.2)
+
+
+@pytest.mark.usefixtures("worker_env")
+def test_health_reports_broker_backend_and_a_worker_with_its_provider(worker: Worker) -> None:
+    name = worker.hostname.split("@")[0]  # other test sessions' workers may be alive too
+    deadline = time.monotonic() + 30
+    while True:
+        result = CliRunner().invoke(
+            cli, ["health", "--json", "--worker-host", name], catch_exceptions=False
+        )
+        report = json.loads(result.stdout)
+        if result.exit_code == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert result.exit_code == 0, report
+    workers = [c for c in report["checks"] if c["name"] == "worker" and name in c["detail"]]
+    # One per pool process (each has its own session); killed ones linger until their TTL.
+    assert len(workers) >= 2
+    assert all("u2netp on CPUExecutionProvider" in c["detail"] for c in workers)
+    watcher = next(c for c in report["checks"] if c["name"] == "watcher")
+    assert not watcher["required"]
+    required = CliRunner().invoke(cli, ["health", "--watcher"], catch_exceptions=False)
+    assert required.exit_code == 1 and "no watcher heartbeat" in required.stdout
+
+
+def test_health_fails_when_redis_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUTOUT_BROKER_URL", "redis://:hunter2@127.0.0.1:1/0")
+    result = CliRunner().invoke(cli, ["health"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert "FAIL broker" in result.stdout and "hunter2" not in result.stdout
+
+
+def test_two_workers_with_different_names_both_take_jobs(worker: Worker, client: Client) -> None:
+    root = worker.folders["inbox"].parent  # the same folders, as on a shared volume
+    second = make_worker(
+        root,
+        worker.settings.broker_url,
+        Path(worker.settings.model_home),
+        CUTOUT_QUEUE=worker.settings.queue,
+    )
+    second.log = root / "second-worker.log"
+    second.start(concurrency=1)
+    try:
+        records = [
+            finished(client, client.submit(drop(worker, f"scale/{i}.jpg"))) for i in range(8)
+        ]
+        assert all(r.state == "succeeded" for r in records)
+        names = {r.worker for r in records}
+        assert names == {
+            worker.hostname.replace("%h", socket.gethostname()),
+            second.hostname.replace("%h", socket.gethostname()),
+        }, names
+    finally:
+        second.stop()
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def metric(text: str, name: str, default: float | None = None, **labels: str) -> float:
+    """The value of one sample of a Prometheus text exposition."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(name) and (not wanted or wanted in line):
+            return float(line.rsplit(" ", 1)[1])
+    if default is not None:
+        return default
+    raise AssertionError(f"no {name}{{{wanted}}} in metrics")
+
+
+def test_worker_metrics_count_images_time_them_and_show_the_queue(
+    worker: Worker, client: Client
+) -> None:
+    port = worker.settings.worker_metrics_port
+    before = scrape(port)
+    ok_before = metric(before, "cutout_images_total", 0.0, outcome="succeeded")
+    record = finished(client, client.submit(drop(worker, "metrics/dog.jpg")))
+    broken = worker.folders["inbox"] / "metrics" / "broken.jpg"
+    broken.write_bytes(b"nope")
+    finished(client, client.submit(broken))
+    text = scrape(port)
+    assert record.state == "succeeded"
+    assert metric(text, "cutout_images_total", outcome="succeeded") == ok_before + 1
+    assert metric(text, "cutout_images_total", outcome="failed", reason="image") >= 1
+    assert metric(text, "cutout_image_seconds_count", size="small") >= 1
+    assert metric(text, "cutout_model_load_seconds") > 0
+    assert metric(text, "cutout_queue_length", queue=worker.settings.queue) == 0

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -23,11 +24,13 @@ from kombu.exceptions import OperationalError
 from watcher.claims import Claim, Claims, move, write_error
 from watcher.detect import scan, start_observer
 from watcher.ledger import Ledger
+from watcher.metrics import WatcherMetrics
 from watcher.names import output_rel
 from watcher.rules import LEDGER
 from watcher.settle import Settler
 from worker.client import Client
 from worker.jobs import JobRecord
+from worker.presence import Presence, keep_beating
 
 log = logging.getLogger("cutout.watcher")
 
@@ -50,6 +53,8 @@ class WatchConfig:
     rescan_seconds: float = 30.0
     on_success: str = "move"
     max_pending: int = 500
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 0  # 0: no endpoint
     stale_after: float = 240.0  # a "started" job this old without news: its worker died
 
 
@@ -65,6 +70,7 @@ class Watcher:
         self.outcomes: queue.Queue[JobRecord] = queue.Queue()
         self.active: dict[str, Claim] = {}
         self.stopping = threading.Event()
+        self.metrics = WatcherMetrics()
 
     # --- the loop ---
 
@@ -74,8 +80,13 @@ class Watcher:
         observer = start_observer(
             self.config.inbox, self.config.mode, self.config.poll_seconds, self.paths
         )
+        if self.config.metrics_port:
+            self.metrics.serve(self.config.metrics_address, self.config.metrics_port)
         follower = threading.Thread(target=self._follow, name="cutout-outcomes", daemon=True)
         follower.start()
+        name = f"{socket.gethostname()}:{os.getpid()}"
+        presence = Presence(self.redis)
+        keep_beating(presence, "watcher", name, self._presence_info, self.stopping)
         try:
             self.rescan()
             self.reconcile()
@@ -90,6 +101,15 @@ class Watcher:
             observer.stop()
             observer.join(timeout=5)
             follower.join(timeout=5)
+            with contextlib.suppress(*UNREACHABLE):
+                presence.forget("watcher", name)
+
+    def _presence_info(self) -> dict[str, object]:
+        return {
+            "inbox": str(self.config.inbox),
+            "pending": len(self.settler),
+            "in_flight": len(self.active),
+        }
 
     def stop(self) -> None:
         self.stopping.set()
@@ -97,20 +117,27 @@ class Watcher:
     def step(self, wait: float = 0.2) -> None:
         """One turn: take new paths, claim what has settled, settle finished jobs."""
         with contextlib.suppress(queue.Empty):
-            self.settler.offer(self.paths.get(timeout=wait if not self.settler else 0.05))
+            self._offer(self.paths.get(timeout=wait if not self.settler else 0.05))
         while not self.paths.empty():
-            self.settler.offer(self.paths.get_nowait())
+            self._offer(self.paths.get_nowait())
         room = self.config.max_pending - len(self.active)
         if room > 0 and self.settler:
-            for path in self.settler.ready(room):
+            for path, waited in self.settler.ready(room):
+                self.metrics.settle_seconds.observe(waited)
                 self.take(path)
+        self.metrics.pending.set(len(self.settler))
+        self.metrics.in_flight.set(len(self.active))
         while not self.outcomes.empty():
             self.finish(self.outcomes.get_nowait())
 
     def rescan(self) -> None:
         for path in scan(self.config.inbox):
             if self.ledger is None or not self._in_ledger(path):
-                self.settler.offer(path)
+                self._offer(path)
+
+    def _offer(self, path: Path) -> None:
+        self.metrics.seen.inc()
+        self.settler.offer(path)
 
     # --- claim and enqueue ---
 
@@ -121,6 +148,7 @@ class Watcher:
         if claim is None:
             return  # another watcher took it
         self.active[claim.job_id] = claim
+        self.metrics.claimed.inc()
         try:
             out = output_rel(self.redis, claim.rel, self.config.output_format, self.config.outbox)
         except UNREACHABLE as exc:
@@ -167,6 +195,7 @@ class Watcher:
         claim = self.active.pop(record.id, None)
         if claim is None:
             return  # not a watched file, or already settled
+        self.metrics.finished.labels(record.state).inc()
         if record.state == "succeeded":
             self._succeeded(claim, record)
         else:

@@ -1,8 +1,8 @@
 """Output names: `a/b/photo.jpg` -> `a/b/photo.png`, unless that output already belongs to
 another input (`photo.png` dropped beside `photo.jpg`): then `a/b/photo.png.png`.
 
-Which input owns an output is kept in Redis (hash `cutout:outputs`), claimed with HSETNX so
-that two watchers agree; the same input dropped again keeps its output.
+Which input owns an output is kept in Redis (hash `cutout:outputs`, by absolute output path),
+claimed with HSETNX so that two watchers agree; the same input dropped again keeps its output.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ def output_rel(client: redis.Redis, rel: Path, fmt: str, outbox: Path) -> Path:
     if _own(client, plain, rel, outbox):
         return plain
     spelled = rel.with_name(f"{rel.name}.{fmt}")  # unique: input names are unique per folder
-    client.hset(KEY, spelled.as_posix(), rel.as_posix())
+    client.hset(KEY, str(outbox / spelled), rel.as_posix())
     return spelled
 
 
 def _own(client: redis.Redis, out: Path, rel: Path, outbox: Path) -> bool:
-    owner = client.hget(KEY, out.as_posix())
+    # Keyed by the absolute output path: watch folders with other outboxes share the Redis.
+    key = str(outbox / out)
+    owner = client.hget(KEY, key)
     if owner is None:
         # An output with no known owner (written before a Redis reset) is not ours to take.
         if (outbox / out).exists():
             return False
-        return bool(client.hsetnx(KEY, out.as_posix(), rel.as_posix())) or _own(
-            client, out, rel, outbox
-        )
+        return bool(client.hsetnx(KEY, key, rel.as_posix())) or _own(client, out, rel, outbox)
     text = owner.decode() if isinstance(owner, bytes) else str(owner)
     return text == rel.as_posix()

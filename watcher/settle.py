@@ -21,12 +21,12 @@ class Settler:
     def __init__(self, settle_seconds: float) -> None:
         self.settle_seconds = settle_seconds
         self._files: dict[Path, _Seen | None] = {}
+        self._offered: dict[Path, float] = {}
 
     def offer(self, path: Path) -> None:
-        self._files.setdefault(path, None)
-
-    def forget(self, path: Path) -> None:
-        self._files.pop(path, None)
+        if path not in self._files:
+            self._files[path] = None
+            self._offered[path] = time.monotonic()
 
     def __len__(self) -> int:
         return len(self._files)
@@ -34,10 +34,11 @@ class Settler:
     def __bool__(self) -> bool:
         return bool(self._files)
 
-    def ready(self, limit: int, now: float | None = None) -> list[Path]:
-        """Up to `limit` files that have settled, oldest offer first; they leave the settler."""
+    def ready(self, limit: int, now: float | None = None) -> list[tuple[Path, float]]:
+        """Up to `limit` files that have settled, oldest offer first, with the seconds each
+        waited since it was offered; they leave the settler."""
         now = time.monotonic() if now is None else now
-        done: list[Path] = []
+        done: list[tuple[Path, float]] = []
         # Look at a bounded window: a drop of 100,000 files must not mean 100,000 stat()
         # calls per turn while only a few hundred can be taken anyway.
         for path in list(itertools.islice(self._files, max(2 * limit, 256))):
@@ -45,7 +46,7 @@ class Settler:
                 break
             if self._settled(path, now):
                 del self._files[path]
-                done.append(path)
+                done.append((path, now - self._offered.pop(path, now)))
         return done
 
     def _settled(self, path: Path, now: float) -> bool:
@@ -53,6 +54,7 @@ class Settler:
             st = path.stat()
         except FileNotFoundError:
             del self._files[path]  # moved away or deleted before it settled
+            self._offered.pop(path, None)
             return False
         seen = self._files[path]
         if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):

@@ -11,6 +11,7 @@ from typing import Any
 
 from cutout.images import ImageInput, write_atomic
 from cutout.pipeline import Remover, output_format
+from cutout.session import Session
 from cutout.specs import parse_background
 from settings import Settings, engine
 from worker.jobs import RemoveJob
@@ -26,6 +27,7 @@ class Outcome:
     data: bytes | None  # the encoded result, when the job asked for the bytes
     model: str
     duration: float
+    pixels: int  # of the input, for the per-size-class timing
 
 
 class JobRunner:
@@ -38,9 +40,9 @@ class JobRunner:
         self._removers: dict[tuple[str, Any], Remover] = {}
         self._lock = threading.Lock()
 
-    def warm(self) -> None:
+    def warm(self) -> Session:
         """Load the default model now, so that the first job does not pay for it."""
-        self._remover(self.settings.model, self.defaults)
+        return self._remover(self.settings.model, self.defaults).session
 
     def run(self, job: RemoveJob) -> Outcome:
         started = time.monotonic()
@@ -54,12 +56,15 @@ class JobRunner:
         target = self._target(job, source, fmt)
         model = job.model or settings.model
         remover = self._remover(model, self._options(job))
-        result = remover.process(source, fmt, source=job.label)
+        decoded = remover.decode(source, job.label)
+        result = remover.encode(remover.cut_out(decoded), fmt, decoded.source)
         if target is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(target, result)
         keep = job.return_bytes or target is None
-        return Outcome(target, result if keep else None, model, time.monotonic() - started)
+        pixels = decoded.image.width * decoded.image.height
+        duration = time.monotonic() - started
+        return Outcome(target, result if keep else None, model, duration, pixels)
 
     def _target(self, job: RemoveJob, source: ImageInput, fmt: str) -> Path | None:
         settings = self.settings

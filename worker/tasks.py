@@ -7,20 +7,29 @@ Celery-facing decisions: what is retried, what fails for good, what is a poison 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
+import time
 from typing import Any
 
 import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_init, worker_process_init
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from cutout import store as model_store
-from cutout.errors import CutoutError
+from cutout.errors import CutoutError, ImageError, ModelError
 from cutout.models import get_model
+from worker import metrics
 from worker.app import app, settings
 from worker.jobs import TASK_NAME, JobError, RemoveJob, parse_job
+from worker.presence import Presence, keep_beating
 from worker.runner import JobRunner
 from worker.status import StatusStore
 
@@ -40,6 +49,8 @@ class _ProcessState:
 
     def __init__(self) -> None:
         self.processes = 1
+        self.hostname = socket.gethostname()
+        self.stop = threading.Event()
         self._runner: JobRunner | None = None
         self._status: StatusStore | None = None
         self._lock = threading.Lock()
@@ -49,6 +60,27 @@ class _ProcessState:
             if self._runner is None:
                 self._runner = JobRunner(settings, processes=self.processes)
             return self._runner
+
+    def warm_and_beat(self) -> None:
+        """Load the model, then tell `cutout health` every few seconds what this process runs."""
+        started = time.monotonic()
+        try:
+            session = self.runner().warm()
+        except CutoutError as exc:
+            log.error("cannot load the model: %s", exc)
+            return
+        metrics.MODEL_LOAD_SECONDS.set(time.monotonic() - started)
+        info = {
+            "hostname": self.hostname,
+            "pid": os.getpid(),
+            "model": session.spec.name,
+            "providers": list(session.providers),
+            "requested": list(session.requested),
+            "fell_back": session.fell_back,
+            "load_seconds": round(time.monotonic() - started, 3),
+        }
+        presence = Presence(self.status().client)
+        keep_beating(presence, "worker", f"{self.hostname}:{os.getpid()}", lambda: info, self.stop)
 
     def status(self) -> StatusStore:
         with self._lock:
@@ -66,6 +98,14 @@ _state = _ProcessState()
 def _before_fork(sender: Any = None, **_: Any) -> None:
     """In the main process: fetch the model once, before the pool forks."""
     _state.processes = int(getattr(sender, "concurrency", 1) or 1)
+    _state.hostname = str(getattr(sender, "hostname", "") or _state.hostname)
+    if settings.worker_metrics_port:
+        metrics.serve(
+            settings.metrics_address,
+            settings.worker_metrics_port,
+            settings.broker_url,
+            settings.queue,
+        )
     if settings.model_path is None:
         model_store.ensure(
             get_model(settings.model),
@@ -76,11 +116,21 @@ def _before_fork(sender: Any = None, **_: Any) -> None:
         )
 
 
+@worker_process_shutdown.connect
+def _process_gone(pid: int | None = None, **_: Any) -> None:
+    metrics.process_exited(pid or os.getpid())
+
+
+@worker_shutdown.connect
+def _shutdown(**_: Any) -> None:
+    metrics.remove_multiprocess_dir()
+
+
 @worker_process_init.connect
 def _after_fork(**_: Any) -> None:
     # ONNX Runtime sessions do not survive a fork: each child loads its own, in a thread,
     # because worker_process_init must return within 4 s and u2net may take longer.
-    threading.Thread(target=_state.runner().warm, name="cutout-warm", daemon=True).start()
+    threading.Thread(target=_state.warm_and_beat, name="cutout-warm", daemon=True).start()
 
 
 @app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
@@ -91,6 +141,7 @@ def remove(self: Task, **kwargs: Any) -> dict[str, Any]:
         job = parse_job(kwargs, inline_max_bytes=settings.inline_max_bytes)
     except JobError as exc:
         store.update(job_id, "failed", error=str(exc))
+        metrics.IMAGES.labels("failed", "invalid").inc()
         raise JobFailed(str(exc)) from exc
     done = store.get(job_id)
     if done is not None and done.state == "succeeded":
@@ -98,7 +149,8 @@ def remove(self: Task, **kwargs: Any) -> dict[str, Any]:
         return done.model_dump(mode="json")
     crashes = store.begin_attempt(job_id)
     if crashes >= settings.max_deliveries:
-        return _fail(store, job_id, job, f"its worker died {crashes} times on it (poison image?)")
+        reason = f"its worker died {crashes} times on it (poison image?)"
+        return _fail(store, job_id, job, reason, "poison")
     store.update(
         job_id,
         "started",
@@ -109,9 +161,10 @@ def remove(self: Task, **kwargs: Any) -> dict[str, Any]:
     try:
         outcome = _state.runner().run(job)
     except SoftTimeLimitExceeded:
-        return _fail(store, job_id, job, f"took longer than {settings.task_soft_time_limit} s")
+        reason = f"took longer than {settings.task_soft_time_limit} s"
+        return _fail(store, job_id, job, reason, "timeout")
     except CutoutError as exc:  # bad image, refused path, unusable output format
-        return _fail(store, job_id, job, str(exc))
+        return _fail(store, job_id, job, str(exc), failure_kind(exc))
     except TRANSIENT as exc:
         return _retry(self, store, job_id, job, exc)
     if outcome.data is not None:
@@ -125,13 +178,29 @@ def remove(self: Task, **kwargs: Any) -> dict[str, Any]:
         error=None,
     )
     store.end_attempt(job_id)
+    metrics.IMAGES.labels("succeeded", "").inc()
+    metrics.IMAGE_SECONDS.labels(metrics.size_class(outcome.pixels)).observe(outcome.duration)
     log.info("%s -> %s in %.2f s", job.label, record.output or "bytes", outcome.duration)
     return record.model_dump(mode="json")
 
 
-def _fail(store: StatusStore, job_id: str, job: RemoveJob, reason: str) -> dict[str, Any]:
+def failure_kind(exc: CutoutError) -> str:
+    """A small, fixed set of metric labels: never the message itself."""
+    if isinstance(exc, ImageError):
+        return "image"
+    if isinstance(exc, JobError):
+        return "job"
+    if isinstance(exc, ModelError):
+        return "model"
+    return "output"
+
+
+def _fail(
+    store: StatusStore, job_id: str, job: RemoveJob, reason: str, kind: str
+) -> dict[str, Any]:
     store.update(job_id, "failed", error=reason)
     store.end_attempt(job_id)
+    metrics.IMAGES.labels("failed", kind).inc()
     log.warning("%s failed: %s", job.label, reason)
     raise JobFailed(reason)
 
@@ -141,7 +210,8 @@ def _retry(
 ) -> dict[str, Any]:
     attempt = task.request.retries
     if attempt >= settings.max_retries:
-        return _fail(store, job_id, job, f"gave up after {attempt + 1} attempts: {exc}")
+        reason = f"gave up after {attempt + 1} attempts: {exc}"
+        return _fail(store, job_id, job, reason, "transient")
     store.update(job_id, "retrying", error=f"{type(exc).__name__}: {exc}")
     store.end_attempt(job_id)
     raise task.retry(exc=exc, countdown=settings.retry_backoff * 2**attempt)

@@ -19,6 +19,7 @@ COMMANDS = {
     "submit": "cutout.cli.submit:submit_command",
     "status": "cutout.cli.status:status",
     "flower": "cutout.cli.flower:flower_command",
+    "health": "cutout.cli.health:health_command",
     "models": "cutout.cli.models:models",
 }
 

@@ -27,6 +27,8 @@ def watch_config(settings: Settings) -> WatchConfig:
         rescan_seconds=settings.rescan_seconds,
         on_success=settings.on_success,
         max_pending=settings.max_pending,
+        metrics_address=settings.metrics_address,
+        metrics_port=settings.watcher_metrics_port,
         stale_after=settings.task_time_limit + 60,
     )
 
