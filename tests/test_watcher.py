@@ -12,6 +12,7 @@ import shutil
 import signal
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import EVALSET
+from tests.redis_server import free_port
 from tests.service import WatchFolders, Worker, make_worker, start_watcher
 from watcher.daemon import WatchConfig, Watcher
 from worker.client import Client
@@ -378,3 +380,23 @@ def test_delete_mode_removes_input(worker: Worker, folders: WatchFolders) -> Non
         assert files_under(folders.outbox) == ["gone.png"]
     finally:
         watcher.stop()
+
+
+def test_watcher_metrics(worker: Worker, folders: WatchFolders) -> None:
+    port = free_port()
+    watcher = start_watcher(worker, folders, CUTOUT_WATCHER_METRICS_PORT=str(port))
+    try:
+        shutil.copy(DOG, folders.inbox / "counted.jpg")
+        wait_until_settled(folders, ["counted.jpg"], [])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        watcher.stop()
+    samples = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert float(samples["cutout_watcher_files_seen_total"]) >= 1
+    assert float(samples["cutout_watcher_files_claimed_total"]) == 1
+    assert float(samples['cutout_watcher_files_finished_total{outcome="succeeded"}']) == 1
+    assert float(samples["cutout_watcher_jobs_in_flight"]) == 0
+    assert float(samples["cutout_watcher_settle_seconds_count"]) == 1

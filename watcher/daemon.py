@@ -125,10 +125,10 @@ class Watcher:
             for path, waited in self.settler.ready(room):
                 self.metrics.settle_seconds.observe(waited)
                 self.take(path)
-        self.metrics.pending.set(len(self.settler))
-        self.metrics.in_flight.set(len(self.active))
         while not self.outcomes.empty():
             self.finish(self.outcomes.get_nowait())
+        self.metrics.pending.set(len(self.settler))
+        self.metrics.in_flight.set(len(self.active))
 
     def rescan(self) -> None:
         for path in scan(self.config.inbox):
