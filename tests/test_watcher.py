@@ -400,3 +400,21 @@ def test_watcher_metrics(worker: Worker, folders: WatchFolders) -> None:
     assert float(samples['cutout_watcher_files_finished_total{outcome="succeeded"}']) == 1
     assert float(samples["cutout_watcher_jobs_in_flight"]) == 0
     assert float(samples["cutout_watcher_settle_seconds_count"]) == 1
+
+
+def test_file_name_that_is_not_utf8_fails_alone_with_its_reason(
+    worker: Worker, folders: WatchFolders
+) -> None:
+    watcher = start_watcher(worker, folders)
+    try:
+        raw = os.fsencode(folders.inbox) + b"/caf\xe9.jpg"  # Latin-1 bytes from an old share
+        with open(raw, "wb") as out:
+            out.write(DOG.read_bytes())
+        shutil.copy(DOG, folders.inbox / "fine.jpg")
+        bad = os.fsdecode(b"caf\xe9.jpg")
+        wait_until_settled(folders, ["fine.jpg"], [bad])
+        note = json.loads((folders.failed / f"{bad}.error.json").read_text())
+        assert "unicode" in note["error"] or "UTF-8" in note["error"]
+        assert watcher.process.poll() is None  # still watching
+    finally:
+        watcher.stop()

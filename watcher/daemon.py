@@ -29,7 +29,7 @@ from watcher.names import output_rel
 from watcher.rules import LEDGER
 from watcher.settle import Settler
 from worker.client import Client
-from worker.jobs import JobRecord
+from worker.jobs import JobError, JobRecord
 from worker.presence import Presence, keep_beating
 
 log = logging.getLogger("cutout.watcher")
@@ -149,6 +149,11 @@ class Watcher:
             return  # another watcher took it
         self.active[claim.job_id] = claim
         self.metrics.claimed.inc()
+        if not _utf8(claim.rel):
+            # Neither Redis nor a JSON job can carry such a name: it fails here, alone.
+            reason = f"{claim.rel}: the file name is not valid UTF-8; rename the file"
+            self.finish(JobRecord(id=claim.job_id, state="failed", error=reason))
+            return
         try:
             out = output_rel(self.redis, claim.rel, self.config.output_format, self.config.outbox)
         except UNREACHABLE as exc:
@@ -164,6 +169,8 @@ class Watcher:
             )
         except UNREACHABLE as exc:
             log.warning("%s: claimed, queue unreachable (%s); will send it later", claim.rel, exc)
+        except JobError as exc:  # no job can carry it: it fails here instead of the watcher
+            self.finish(JobRecord(id=claim.job_id, state="failed", error=str(exc)))
 
     def _output_of(self, claim: Claim) -> Path:
         note = self.claims.root / claim.job_id / JOB_FILE
@@ -271,3 +278,12 @@ class Watcher:
             return self.ledger.contains(path.relative_to(self.config.inbox), os.stat(path))
         except FileNotFoundError:
             return True
+
+
+def _utf8(path: Path) -> bool:
+    """Whether a name read from disk is valid UTF-8 (undecodable bytes become surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
