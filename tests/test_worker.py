@@ -10,11 +10,13 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from tests.conftest import EVALSET
 from tests.redis_server import free_port
 from tests.service import Worker, make_worker
 from worker.client import Client
-from worker.jobs import TASK_NAME, JobRecord
+from worker.jobs import TASK_NAME, JobError, JobRecord
 
 DOG = EVALSET / "images" / "3.jpg"
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -484,3 +486,74 @@ def test_worker_metrics_count_images_time_them_and_show_the_queue(
     assert metric(text, "cutout_image_seconds_count", size="small") >= 1
     assert metric(text, "cutout_model_load_seconds") > 0
     assert metric(text, "cutout_queue_length", queue=worker.settings.queue) == 0
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory", "long name", "missing"])
+def test_hostile_inputs_are_refused_and_the_worker_survives(
+    worker: Worker, client: Client, kind: str
+) -> None:
+    folder = worker.folders["inbox"] / "hostile"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{kind.replace(' ', '-')}.jpg"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it would block a worker forever
+    elif kind == "device":
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))  # a /dev/null twin
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "long name":
+        path = folder / ("x" * 10_000 + ".jpg")
+    if kind == "long name":
+        with pytest.raises(JobError, match="at most 4096 characters"):
+            client.submit(path)  # refused before it is even sent
+        record = finished(client, send_raw(worker, {"input_path": str(path)}))
+    else:
+        record = finished(client, client.submit(path))
+    assert record.state == "failed"
+    assert record.error and (
+        "not a regular file" in record.error
+        or "no such file" in record.error
+        or "4096" in record.error
+    )
+    assert worker.process is not None and worker.process.poll() is None
+    assert finished(client, client.submit(drop(worker, "hostile/after.jpg"))).state == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"input_path": "a.jpg", "shell": "rm -rf /"},  # unknown field
+        {"input_path": ["a.jpg"]},  # wrong type
+        {"input_path": "a.jpg", "crop": "yes"},  # wrong type, strictly
+        {"input_data": "QUJD" * 10_000_000},  # 30 MB inline, above the 25 MB cap
+        {},  # no input
+    ],
+)
+def test_bad_payloads_from_plain_celery_fail_at_once(
+    worker: Worker, client: Client, kwargs: dict[str, object]
+) -> None:
+    record = finished(client, send_raw(worker, kwargs))
+    assert record.state == "failed" and record.error and record.error.startswith("invalid job")
+    assert record.attempts == 0  # never started, never retried
+
+
+def test_symlink_at_the_output_path_is_replaced_not_followed(
+    worker: Worker, client: Client
+) -> None:
+    victim = worker.folders["done"] / "precious.txt"
+    victim.write_text("must survive")
+    link = worker.folders["outbox"] / "linked" / "dog.png"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(victim)
+    record = finished(client, client.submit(drop(worker, "linked/dog.jpg")))
+    assert record.state == "succeeded"
+    assert victim.read_text() == "must survive"
+    assert not link.is_symlink() and load(link).mode == "RGBA"
+
+
+def send_raw(worker: Worker, kwargs: dict[str, object]) -> str:
+    """A job as any app would send it, unchecked: only the worker validates it."""
+    job_id = str(uuid.uuid4())
+    with Celery(broker=worker.settings.broker_url) as app:
+        app.send_task(TASK_NAME, kwargs=kwargs, task_id=job_id, queue=worker.settings.queue)
+    return job_id
