@@ -153,7 +153,11 @@ def _reading(name: str, max_pixels: int) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow's TIFF reader only warns on missing data and returns a partial image.
+            warnings.filterwarnings("error", "Truncated File Read", UserWarning)
             yield
+    except UserWarning as e:
+        raise TruncatedImageError(name, f"truncated image data ({e})") from e
     except UnidentifiedImageError as e:
         raise NotAnImageError(name, "not an image, or in a format Pillow cannot read") from e
     except Image.DecompressionBombError as e:
