@@ -4,8 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_MODEL ?= u2netp
+QUALITY_MODEL ?= u2net
+QUALITY_SET ?= ../shared/evalsets/pascal_s
+BENCH_MODEL ?= u2net
+BENCH_ARGS ?=
 
-.PHONY: run test lint models bench clean
+.PHONY: run test lint models bench quality clean
 
 # Create the virtual environment when missing; reinstall when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -23,8 +27,25 @@ run: $(STAMP)
 test: $(STAMP) models
 	$(BIN)/python -m pytest
 
+## Fault injection at full size: 500 files, with and without Redis persistence.
+soak: $(STAMP) models
+	SOAK_FILES=500 $(BIN)/python -m pytest -m soak -s tests/soak
+	SOAK_FILES=500 SOAK_REDIS_PERSISTENCE=none $(BIN)/python -m pytest -m soak -s tests/soak
+
 models: $(STAMP)
 	$(BIN)/cutout models pull $(TEST_MODEL)
+
+## Mask quality on human ground truth (images/ + masks/), our modes beside rembg's:
+## a table, bench/out/quality/results.json and report.html.
+quality: $(STAMP)
+	$(BIN)/cutout models pull $(QUALITY_MODEL)
+	$(BIN)/python bench/quality.py $(QUALITY_SET) --model $(QUALITY_MODEL)
+
+## Speed against the model alone and against rembg, alternating, in one run (~8 min; README
+## "Performance"): a table, bench/out/speed.md and speed.json. BENCH_ARGS=--quick: ~2 min.
+bench: $(STAMP)
+	$(BIN)/cutout models pull $(BENCH_MODEL)
+	$(BIN)/python -m bench.speed --model $(BENCH_MODEL) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

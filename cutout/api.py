@@ -54,6 +54,7 @@ def remove(
     crop: bool = False,
     crop_margin: int = 10,
     post_process_mask: bool = False,
+    refine: str = "none",
     blur_radius: float = 20.0,
     format: str = "png",
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -70,6 +71,7 @@ def remove(
         crop=crop,
         crop_margin=crop_margin,
         post_process_mask=post_process_mask,
+        refine=refine,
         blur_radius=blur_radius,
         max_pixels=max_pixels,
     )

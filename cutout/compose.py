@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 # Alpha below this is treated as background when cropping, so faint mask noise far from
 # the subject does not stretch the box.
 CROP_ALPHA_THRESHOLD = 16
+_NONZERO = [0] + [255] * 255  # a point() table: 255 where alpha > 0
 
 
 def subject_alpha(image: Image.Image, mask: Image.Image) -> Image.Image:
@@ -27,12 +28,11 @@ def subject_alpha(image: Image.Image, mask: Image.Image) -> Image.Image:
 
 
 def transparent(image: Image.Image, alpha: Image.Image) -> Image.Image:
-    rgb = image.convert("RGB")
     # Fully transparent pixels carry no colour: smaller files, nothing hidden leaks out.
-    black = Image.new("RGB", rgb.size)
-    rgb = Image.composite(rgb, black, alpha.point(lambda v: 255 if v else 0))
-    rgb.putalpha(alpha)
-    return rgb
+    # Band by band, a multiply by 0 or 255 is exact and a third cheaper than a composite.
+    keep = alpha.point(_NONZERO)
+    bands = (image if image.mode == "RGB" else image.convert("RGB")).split()
+    return Image.merge("RGBA", [*(ImageChops.multiply(band, keep) for band in bands), alpha])
 
 
 def over(image: Image.Image, alpha: Image.Image, backdrop: Image.Image) -> Image.Image:

@@ -73,3 +73,7 @@ class UnsupportedImageError(ImageError):
 
 class OutputFormatError(CutoutError, ValueError):
     """The requested output format cannot hold the result (say, transparency in JPEG)."""
+
+
+class MissingExtraError(ConfigError):
+    """An option needs an optional dependency that is not installed; names the extra."""

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from PIL import Image
 
-from cutout import compose, mask
+from cutout import compose, mask, refine
 from cutout.errors import OutputFormatError
 from cutout.images import Decoded, EncodeOptions, ImageInput, decode, encode
+from cutout.matting import MattingOptions
 from cutout.session import Session
 from cutout.specs import TRANSPARENT, Background, format_for_path, parse_format
 
@@ -24,7 +25,8 @@ class RemovalOptions:
     only_mask: bool = False
     crop: bool = False
     crop_margin: int = 10
-    refine: str = "none"
+    refine: str = "none"  # cutout.specs.REFINE_MODES
+    matting: MattingOptions = field(default_factory=MattingOptions)
     post_process_mask: bool = False
     blur_radius: float = 20.0
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -37,6 +39,7 @@ class Remover:
     def __init__(self, session: Session, options: RemovalOptions | None = None) -> None:
         self.session = session
         self.options = options or RemovalOptions()
+        refine.check(self.options.refine)
         self._backdrop: Image.Image | None = None
         if self.options.background.kind == "image":
             assert self.options.background.path is not None
@@ -54,6 +57,14 @@ class Remover:
         subject = mask.predict(self.session.inference, self.session.spec, decoded.model_input)
         if opts.post_process_mask:
             subject = mask.post_process(subject)
+        refined = refine.refine(
+            opts.refine,
+            image,
+            subject,
+            grid=self.session.spec.input_size,
+            matting_options=opts.matting,
+        )
+        image, subject = refined.colours, refined.mask
         alpha = compose.subject_alpha(image, subject)
         if opts.only_mask:
             result = alpha

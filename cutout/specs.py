@@ -79,3 +79,11 @@ def format_for_path(path: str | Path) -> str | None:
     """The output format a file name asks for, or None when its extension names none."""
     suffix = Path(path).suffix.lower().lstrip(".")
     return _FORMAT_ALIASES.get(suffix)
+
+
+RefineMode = Literal["none", "guided", "matting"]
+REFINE_MODES: tuple[RefineMode, ...] = ("none", "guided", "matting")
+REFINE_HELP = (
+    "none (exactly rembg's mask), guided (edges snapped to the photo's and crisper, "
+    "a few ms) or matting (rembg's alpha matting, slow; needs cutout-queue[matting])"
+)

@@ -13,7 +13,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cutout.errors import ConfigError, CutoutError
 from cutout.models import MODELS
-from cutout.specs import BACKGROUND_HELP, FORMATS, parse_background, parse_format
+from cutout.specs import (
+    BACKGROUND_HELP,
+    FORMATS,
+    REFINE_HELP,
+    RefineMode,
+    parse_background,
+    parse_format,
+)
 
 ENV_PREFIX = "CUTOUT_"
 PROVIDER_HELP = "auto, or a comma-separated list such as CUDAExecutionProvider,CPUExecutionProvider"
@@ -79,15 +86,22 @@ class Settings(BaseSettings):
     only_mask: bool = Field(False, description="Output the mask instead of the cut-out.")
     crop: bool = Field(False, description="Crop the output to the subject's bounding box.")
     crop_margin: int = Field(10, ge=0, description="Margin (px) kept around the subject on crop.")
-    refine: Literal["none"] = Field(
-        "none", description="Edge refinement; none gives exactly rembg's mask."
+    refine: RefineMode = Field("none", description=f"Edge refinement: {REFINE_HELP}.")
+    matting_fg_threshold: int = Field(
+        240, ge=0, le=255, description="Matting: mask values above this are surely subject."
+    )
+    matting_bg_threshold: int = Field(
+        10, ge=0, le=255, description="Matting: mask values below this are surely background."
+    )
+    matting_erode_size: int = Field(
+        10, ge=0, le=1000, description="Matting: px the sure regions shrink by (wider unknown)."
     )
     post_process_mask: bool = Field(
         False, description="rembg's post-processing (morphological opening + blur + threshold)."
     )
     output_format: str = Field("png", description=f"Output format: {', '.join(FORMATS)}.")
     png_compress_level: int = Field(
-        3, ge=0, le=9, description="zlib level of PNG outputs (0 fastest ... 9 smallest)."
+        5, ge=0, le=9, description="zlib level of PNG outputs (0 fastest ... 9 smallest)."
     )
     webp_quality: int = Field(
         90, ge=1, le=100, description="Quality of opaque WebP outputs; with alpha WebP is lossless."
@@ -104,13 +118,20 @@ class Settings(BaseSettings):
     )
     queue: str = Field("cutout", min_length=1, description="Name of the Celery queue.")
     concurrency: int = Field(
-        0, ge=0, description="Worker processes per `cutout worker`; 0 = one per two cores."
+        0,
+        ge=0,
+        description="Worker processes per `cutout worker`; 0 = one per two cores, at least two.",
     )
     task_soft_time_limit: int = Field(
         120, gt=0, description="Seconds before a job is asked to stop (it then fails)."
     )
     task_time_limit: int = Field(
         180, gt=0, description="Seconds before a job's process is killed (hard limit)."
+    )
+    max_memory_per_child_mb: int = Field(
+        1500,
+        ge=0,
+        description="A worker process using more memory (MB) is replaced after its job; 0: never.",
     )
     max_retries: int = Field(
         3, ge=0, description="Retries of a job after a transient error (I/O, Redis)."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from cutout import store
 from cutout.images import EncodeOptions
+from cutout.matting import MattingOptions
 from cutout.models import get_model
 from cutout.pipeline import RemovalOptions
 from cutout.session import Session, default_threads, open_session
@@ -23,6 +24,11 @@ def removal_options(settings: Settings) -> RemovalOptions:
         crop=settings.crop,
         crop_margin=settings.crop_margin,
         refine=settings.refine,
+        matting=MattingOptions(
+            foreground_threshold=settings.matting_fg_threshold,
+            background_threshold=settings.matting_bg_threshold,
+            erode_size=settings.matting_erode_size,
+        ),
         post_process_mask=settings.post_process_mask,
         blur_radius=settings.blur_radius,
         max_pixels=settings.max_pixels,

@@ -92,6 +92,14 @@ def test_env_example_lists_every_variable(compose: dict[str, Any]) -> None:
     assert used <= listed, used - listed
 
 
+def test_env_example_is_current() -> None:
+    from settings.example import render
+
+    assert (ROOT / ".env.example").read_text() == render(), (
+        "run: python -m settings.example > .env.example"
+    )
+
+
 def test_gpu_override_reserves_a_gpu_and_installs_onnxruntime_gpu() -> None:
     worker = load("docker-compose.gpu.yml")["services"]["worker"]
     assert "onnxruntime-gpu" in worker["build"]["args"]["ONNXRUNTIME"]

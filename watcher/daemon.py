@@ -152,7 +152,7 @@ class Watcher:
         if not _utf8(claim.rel):
             # Neither Redis nor a JSON job can carry such a name: it fails here, alone.
             reason = f"{claim.rel}: the file name is not valid UTF-8; rename the file"
-            self.finish(JobRecord(id=claim.job_id, state="failed", error=reason))
+            self.finish(_failure(claim.job_id, reason))
             return
         try:
             out = output_rel(self.redis, claim.rel, self.config.output_format, self.config.outbox)
@@ -170,7 +170,7 @@ class Watcher:
         except UNREACHABLE as exc:
             log.warning("%s: claimed, queue unreachable (%s); will send it later", claim.rel, exc)
         except JobError as exc:  # no job can carry it: it fails here instead of the watcher
-            self.finish(JobRecord(id=claim.job_id, state="failed", error=str(exc)))
+            self.finish(_failure(claim.job_id, str(exc)))
 
     def _output_of(self, claim: Claim) -> Path:
         note = self.claims.root / claim.job_id / JOB_FILE
@@ -287,3 +287,8 @@ def _utf8(path: Path) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def _failure(job_id: str, reason: str) -> JobRecord:
+    """The record of a job that failed here, before any worker saw it."""
+    return JobRecord.model_validate({"id": job_id, "state": "failed", "error": reason})

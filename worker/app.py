@@ -40,6 +40,8 @@ def create_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_time_limit,
+        # A pool process that grew past this (a huge image, a leak) is replaced after its job.
+        worker_max_memory_per_child=settings.max_memory_per_child_mb * 1024 or None,
         task_default_queue=settings.queue,
         task_routes={TASK_NAME: {"queue": settings.queue}},
         result_expires=settings.status_ttl,

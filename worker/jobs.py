@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from cutout.errors import CutoutError
 from cutout.models import MODELS
-from cutout.specs import parse_background
+from cutout.specs import RefineMode, parse_background
 
 TASK_NAME = "cutout.remove"
 State = Literal["queued", "started", "retrying", "succeeded", "failed"]
@@ -50,6 +50,7 @@ class RemoveJob(BaseModel):
     crop: bool | None = None
     crop_margin: int | None = Field(None, ge=0, le=10_000)
     post_process_mask: bool | None = None
+    refine: RefineMode | None = None
 
     @field_validator("input_path", "output_path", "input_name")
     @classmethod

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from cutout.images import ImageInput, write_atomic
-from cutout.pipeline import Remover, output_format
+from cutout.pipeline import RemovalOptions, Remover, output_format
 from cutout.session import Session
 from cutout.specs import parse_background
 from settings import Settings, engine
 from worker.jobs import RemoveJob
 from worker.paths import confine, input_file, mirrored_output, output_file
 
-_OPTION_FIELDS = ("only_mask", "crop", "crop_margin", "post_process_mask")
+_OPTION_FIELDS = ("only_mask", "crop", "crop_margin", "post_process_mask", "refine")
 _MAX_REMOVERS = 16
 
 
@@ -37,7 +37,7 @@ class JobRunner:
         self.settings = settings
         self.processes = processes
         self.defaults = engine.removal_options(settings)
-        self._removers: dict[tuple[str, Any], Remover] = {}
+        self._removers: dict[tuple[str, RemovalOptions], Remover] = {}
         self._lock = threading.Lock()
 
     def warm(self) -> Session:
@@ -74,7 +74,7 @@ class JobRunner:
             return mirrored_output(source, settings.inbox, settings.outbox, fmt)
         return None
 
-    def _options(self, job: RemoveJob) -> Any:
+    def _options(self, job: RemoveJob) -> RemovalOptions:
         overrides: dict[str, Any] = {
             name: getattr(job, name) for name in _OPTION_FIELDS if getattr(job, name) is not None
         }
@@ -85,7 +85,7 @@ class JobRunner:
             overrides["background"] = background
         return replace(self.defaults, **overrides)
 
-    def _remover(self, model: str, options: Any) -> Remover:
+    def _remover(self, model: str, options: RemovalOptions) -> Remover:
         key = (model, options)
         with self._lock:
             remover = self._removers.get(key)

@@ -21,6 +21,7 @@ COMMANDS = {
     "flower": "cutout.cli.flower:flower_command",
     "health": "cutout.cli.health:health_command",
     "models": "cutout.cli.models:models",
+    "report": "cutout.cli.report:report_command",
 }
 
 

@@ -8,9 +8,10 @@ from typing import Any, TypeVar
 
 import click
 
+from cutout.matting import MattingOptions
 from cutout.models import MODELS
 from cutout.pipeline import Remover
-from cutout.specs import BACKGROUND_HELP, FORMATS, parse_background
+from cutout.specs import BACKGROUND_HELP, FORMATS, REFINE_HELP, REFINE_MODES, parse_background
 from settings import Settings, engine
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,6 +25,9 @@ class CliOptions:
     crop: bool | None
     crop_margin: int | None
     refine: str | None
+    matting_fg_threshold: int | None
+    matting_bg_threshold: int | None
+    matting_erode_size: int | None
     post_process_mask: bool | None
     format: str | None
 
@@ -42,8 +46,23 @@ def removal_options(func: F) -> F:
         click.option("--crop-margin", type=click.IntRange(min=0), help="Crop margin in px."),
         click.option(
             "--refine",
-            type=click.Choice(["none"]),
-            help="Edge refinement; none gives exactly rembg's mask.",
+            type=click.Choice(REFINE_MODES),
+            help=f"Edge refinement: {REFINE_HELP} [CUTOUT_REFINE].",
+        ),
+        click.option(
+            "--matting-fg-threshold",
+            type=click.IntRange(0, 255),
+            help="Matting: mask above this is surely subject [CUTOUT_MATTING_FG_THRESHOLD].",
+        ),
+        click.option(
+            "--matting-bg-threshold",
+            type=click.IntRange(0, 255),
+            help="Matting: mask below this is surely background [CUTOUT_MATTING_BG_THRESHOLD].",
+        ),
+        click.option(
+            "--matting-erode-size",
+            type=click.IntRange(0, 1000),
+            help="Matting: px the sure regions shrink by [CUTOUT_MATTING_ERODE_SIZE].",
         ),
         click.option(
             "-ppm",
@@ -68,6 +87,15 @@ def collect(params: dict[str, Any]) -> CliOptions:
     return CliOptions(**{name: params.pop(name) for name in CliOptions.__dataclass_fields__})
 
 
+def _matting(defaults: MattingOptions, cli: CliOptions) -> MattingOptions:
+    given = {
+        "foreground_threshold": cli.matting_fg_threshold,
+        "background_threshold": cli.matting_bg_threshold,
+        "erode_size": cli.matting_erode_size,
+    }
+    return replace(defaults, **{k: v for k, v in given.items() if v is not None})
+
+
 def build_remover(settings: Settings, cli: CliOptions) -> Remover:
     """Load the model and bind the options: CLI values over settings over defaults."""
     overrides: dict[str, Any] = {
@@ -78,4 +106,5 @@ def build_remover(settings: Settings, cli: CliOptions) -> Remover:
     if cli.bg is not None:
         overrides["background"] = parse_background(cli.bg)
     options = replace(engine.removal_options(settings), **overrides)
+    options = replace(options, matting=_matting(options.matting, cli))
     return Remover(engine.model_session(settings, cli.model), options)

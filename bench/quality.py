@@ -1,0 +1,314 @@
+"""Mask quality on human ground truth: our refine modes beside rembg's, same images, one run.
+
+    .venv/bin/python bench/quality.py [SET] [--model u2net] [--modes none,guided,matting]
+
+SET is laid out as images/ + masks/ (same stem; 255 subject, 0 background, 128 not scored);
+default: ../shared/evalsets/pascal_s. The model runs once per image for us and once for
+rembg; every refine mode starts from our one mask, and rembg's -ppm from rembg's mask, so
+the rows differ only by what they claim to. Writes results.json, table.md and report.html
+under --out, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: make the engine importable
+    sys.path.insert(0, str(REPO))
+
+from cutout import mask as model_mask  # noqa: E402
+from cutout import metrics, refine  # noqa: E402
+from cutout.cli.p import IMAGE_SUFFIXES  # noqa: E402
+from cutout.images import decode  # noqa: E402
+from cutout.models import MODELS  # noqa: E402
+from cutout.report import Panel, Row, find_pairs, load_truth, over_checkerboard, render  # noqa: E402
+from cutout.session import Session  # noqa: E402
+from cutout.specs import REFINE_MODES  # noqa: E402
+from settings import engine, load_settings  # noqa: E402
+
+DEFAULT_SET = REPO.parent / "shared" / "evalsets" / "pascal_s"
+DEFAULT_OUT = REPO / "bench" / "out" / "quality"
+REMBG = "rembg"
+REMBG_PPM = "rembg -ppm"
+HD = (1920, 1080)
+# The issue's bar for a refine mode to become the default.
+BAR_BOUNDARY_GAIN = 0.15
+BAR_IOU_LOSS = 0.005
+BAR_MAX_F_LOSS = 0.01
+MaskFn = Callable[[Image.Image, Image.Image], Image.Image]
+
+
+def ours(mode: str) -> str:
+    return f"ours {mode}"
+
+
+@dataclass
+class Outcome:
+    """One image: the masks of every method, their scores and their cost."""
+
+    name: str
+    masks: dict[str, Image.Image] = field(default_factory=dict)
+    scores: dict[str, metrics.Scores] = field(default_factory=dict)
+    ms: dict[str, float] = field(default_factory=dict)  # on top of the model
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = fn()
+    return result, (time.perf_counter() - started) * 1000
+
+
+class Methods:
+    """Everything compared: our model with each refine mode, and rembg's own masks."""
+
+    def __init__(self, session: Session, modes: list[str], with_rembg: bool) -> None:
+        self.session = session
+        self.modes = modes
+        self.rembg = _rembg_session(session) if with_rembg else None
+        self.model_ms: list[float] = []
+        # The first run of a session pays for allocations: keep it out of the timings.
+        model_mask.predict(session.inference, session.spec, Image.new("RGB", (64, 64)))
+
+    @property
+    def names(self) -> list[str]:
+        theirs = [REMBG, REMBG_PPM] if self.rembg is not None else []
+        return [*theirs, *(ours(m) for m in self.modes)]
+
+    def run(self, image_path: Path, truth_path: Path) -> tuple[Outcome, Image.Image]:
+        decoded = decode(image_path, max_pixels=10**9, source=str(image_path))
+        image = decoded.image
+        outcome = Outcome(image_path.name)
+        if self.rembg is not None:
+            self._run_rembg(image_path, outcome)
+        spec = self.session.spec
+        base, model_ms = timed(
+            lambda: model_mask.predict(self.session.inference, spec, decoded.model_input)
+        )
+        self.model_ms.append(model_ms)
+        for mode in self.modes:
+            refined, ms = timed(partial(refine.refine, mode, image, base, grid=spec.input_size))
+            outcome.masks[ours(mode)], outcome.ms[ours(mode)] = refined.mask, ms
+        truth = load_truth(truth_path, image.size)
+        for name, picture in outcome.masks.items():
+            outcome.scores[name] = metrics.score(np.asarray(picture), np.asarray(truth))
+        return outcome, truth
+
+    def _run_rembg(self, image_path: Path, outcome: Outcome) -> None:
+        from rembg import remove
+        from rembg.bg import post_process
+
+        with Image.open(image_path) as opened:
+            theirs = remove(opened, session=self.rembg, only_mask=True)
+        # Exactly what `rembg -ppm` does to the same mask: no second model run needed.
+        ppm, ms = timed(lambda: post_process(np.asarray(theirs)))
+        outcome.masks[REMBG] = theirs
+        outcome.masks[REMBG_PPM] = Image.fromarray(ppm)
+        outcome.ms[REMBG_PPM] = ms
+
+
+def _rembg_session(session: Session) -> Any:
+    """rembg's session on the very file ours uses, so that rembg never downloads."""
+    os.environ["U2NET_HOME"] = str(session.path.parent)
+    try:
+        from rembg import new_session as rembg_new_session
+    except ImportError:
+        sys.exit("rembg is not installed: pip install -e '.[dev]', or pass --no-rembg")
+    return rembg_new_session(session.spec.name)
+
+
+def hd_cost(session: Session, image_path: Path, repeats: int = 5) -> dict[str, float]:
+    """Model and guided-refinement time on one photo scaled to 1920x1080.
+
+    The fastest of several runs of each: on a shared machine, the least disturbed one.
+    """
+    with Image.open(image_path) as opened:
+        image = opened.convert("RGB").resize(HD, Image.Resampling.BICUBIC)
+    spec = session.spec
+    model = [
+        timed(lambda: model_mask.predict(session.inference, spec, image))[1] for _ in range(repeats)
+    ]
+    base = model_mask.predict(session.inference, spec, image)
+    guided = [
+        timed(lambda: refine.guided(image, base, spec.input_size))[1] for _ in range(4 * repeats)
+    ]
+    model_ms, guided_ms = min(model), min(guided)
+    return {"model_ms": model_ms, "guided_ms": guided_ms, "guided_share": guided_ms / model_ms}
+
+
+def report_row(image: Image.Image, truth: Image.Image, outcome: Outcome, lead: str) -> Row:
+    """input | each method's mask | the lead method's cut-out | truth, as thumbnails."""
+    panels = [Panel("input", image)]
+    for name, picture in outcome.masks.items():
+        bmae = outcome.scores[name].boundary_mae
+        panels.append(Panel(f"{name}: {bmae:.3f}", picture))
+    panels.append(Panel(f"cut-out, {lead}", over_checkerboard(image, outcome.masks[lead])))
+    panels.append(Panel("ground truth", truth))
+    small = [Panel(p.caption, _thumb(p.picture)) for p in panels]
+    return Row(outcome.name, tuple(small), outcome.scores[lead], note=lead)
+
+
+def _thumb(picture: Image.Image) -> Image.Image:
+    thumb = picture.copy()
+    thumb.thumbnail((256, 256), Image.Resampling.LANCZOS)
+    return thumb
+
+
+def means(outcomes: list[Outcome], names: list[str]) -> dict[str, metrics.Scores]:
+    return {n: metrics.mean_scores([o.scores[n] for o in outcomes]) for n in names}
+
+
+def mean_ms(outcomes: list[Outcome], name: str) -> float | None:
+    values = [o.ms[name] for o in outcomes if name in o.ms]
+    return statistics.fmean(values) if values else None
+
+
+def verdict(mean: dict[str, metrics.Scores], name: str) -> str | None:
+    """Whether a mode meets the issue's bar to become the default (needs rembg's rows)."""
+    if REMBG not in mean or name == ours("none"):
+        return None
+    base, ppm, it = mean[REMBG], mean[REMBG_PPM], mean[name]
+    change = it.boundary_mae / base.boundary_mae - 1
+    checks = {
+        f"boundary MAE {change:+.1%} vs rembg (needs <= -{BAR_BOUNDARY_GAIN:.0%})": change
+        <= -BAR_BOUNDARY_GAIN,
+        "boundary MAE below rembg -ppm": it.boundary_mae < ppm.boundary_mae,
+        f"IoU {it.iou - base.iou:+.4f}": it.iou >= base.iou - BAR_IOU_LOSS,
+        f"max-F {it.max_f - base.max_f:+.4f}": it.max_f >= base.max_f - BAR_MAX_F_LOSS,
+    }
+    failed = [label for label, ok in checks.items() if not ok]
+    head = "meets the bar" if not failed else "misses the bar"
+    return (
+        f"{name}: {head} ({'; '.join(k + (' ok' if ok else ' FAIL') for k, ok in checks.items())})"
+    )
+
+
+def table(mean: dict[str, metrics.Scores], outcomes: list[Outcome], model_ms: float) -> str:
+    lines = [
+        "| method | IoU | MAE | max-F | boundary MAE | ms/image beyond the model |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in mean.items():
+        ms = mean_ms(outcomes, name)
+        cost = "—" if ms is None else f"{ms:.1f}"
+        lines.append(
+            f"| {name} | {s.iou:.4f} | {s.mae:.4f} | {s.max_f:.4f} | {s.boundary_mae:.4f} "
+            f"| {cost} |"
+        )
+    lines.append("")
+    lines.append(f"Model: {model_ms:.0f} ms/image on average on this set.")
+    return "\n".join(lines)
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def results_json(
+    args: argparse.Namespace, outcomes: list[Outcome], mean: dict[str, metrics.Scores]
+) -> dict[str, Any]:
+    return {
+        "set": str(args.set),
+        "model": args.model,
+        "images": len(outcomes),
+        "mean": {n: s.as_dict() for n, s in mean.items()},
+        "ms_beyond_model": {n: mean_ms(outcomes, n) for n in mean},
+        "per_image": [
+            {
+                "name": o.name,
+                "scores": {n: s.as_dict() for n, s in o.scores.items()},
+                "ms": {n: _finite(v) for n, v in o.ms.items()},
+            }
+            for o in outcomes
+        ],
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("set", nargs="?", type=Path, default=DEFAULT_SET)
+    parser.add_argument("--model", choices=list(MODELS), default="u2net")
+    parser.add_argument("--modes", default=",".join(REFINE_MODES), help="our refine modes")
+    parser.add_argument("--no-rembg", action="store_true", help="skip rembg's rows")
+    parser.add_argument("--limit", type=int, default=0, help="first N images only")
+    parser.add_argument("--report-mode", help="the mode that orders the report (guided)")
+    parser.add_argument("--no-hd-cost", action="store_true", help="skip the HD timing")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for mode in args.modes:
+        refine.check(mode)
+    if args.report_mode is None:
+        args.report_mode = "guided" if "guided" in args.modes else args.modes[0]
+    return args
+
+
+def pairs_of(root: Path, limit: int) -> Iterator[tuple[Path, Path]]:
+    found = [(i, t) for i, t in find_pairs(root, IMAGE_SUFFIXES) if t is not None]
+    if not found:
+        sys.exit(f"{root}: no images/ with masks/ (same stem) found")
+    yield from found[:limit] if limit else found
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    # Model home, providers and threads from CUTOUT_* settings, as the CLI takes them.
+    session = engine.model_session(load_settings(), args.model)
+    methods = Methods(session, args.modes, with_rembg=not args.no_rembg)
+    outcomes, rows = [], []
+    for image_path, truth_path in pairs_of(args.set, args.limit):
+        outcome, truth = methods.run(image_path, truth_path)
+        with Image.open(image_path) as opened:
+            image = opened.convert("RGB")
+        outcomes.append(outcome)
+        rows.append(report_row(image, truth, outcome, ours(args.report_mode)))
+        outcome.masks.clear()  # keep memory flat on big sets
+    mean = means(outcomes, methods.names)
+    results = results_json(args, outcomes, mean)
+    model_ms = statistics.fmean(methods.model_ms)
+    text = table(mean, outcomes, model_ms)
+    verdicts = [v for v in (verdict(mean, ours(m)) for m in args.modes) if v]
+    if not args.no_hd_cost:
+        cost = hd_cost(session, next(pairs_of(args.set, 1))[0])
+        results["hd_cost"] = cost
+        text += (
+            f"\nHD (1920x1080): model {cost['model_ms']:.0f} ms, guided refinement "
+            f"{cost['guided_ms']:.1f} ms ({cost['guided_share']:.1%} of the model)."
+        )
+    text += "".join(f"\n{v}" for v in verdicts)
+    results["verdicts"] = verdicts
+    write_outputs(args, text, results, rows)
+    print(text)
+    return results
+
+
+def write_outputs(
+    args: argparse.Namespace, text: str, results: dict[str, Any], rows: list[Row]
+) -> None:
+    from cutout.report import worst_first
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table.md").write_text(text + "\n", encoding="utf-8")
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+    title = f"cutout quality: {args.set.name}, {args.model}, ordered by {ours(args.report_mode)}"
+    summary = f"<pre>{html.escape(text)}</pre>"
+    (args.out / "report.html").write_text(render(worst_first(rows), title, summary), "utf-8")
+
+
+if __name__ == "__main__":
+    main()
