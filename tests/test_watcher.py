@@ -56,6 +56,13 @@ def small_dog(base: Path) -> Path:
     return path
 
 
+def put(folders: WatchFolders, names: list[str], source: Path) -> None:
+    """Copy `source` into the inbox under each name, making folders as needed."""
+    for name in names:
+        (folders.inbox / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, folders.inbox / name)
+
+
 def files_under(folder: Path) -> list[str]:
     """Visible files under folder; os.walk shrugs off folders vanishing mid-walk."""
     found = []
@@ -162,9 +169,7 @@ def test_nested_unicode_and_spaces_mirrored(worker: Worker, folders: WatchFolder
     names = ["shop/shoes/été rouge 1.jpg", "shop/bags/日本 bag.jpg", "a b/c d/e f.jpg"]
     watcher = start_watcher(worker, folders)
     try:
-        for name in names:
-            (folders.inbox / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(DOG, folders.inbox / name)
+        put(folders, names, DOG)
         wait_until_settled(folders, names, [])
     finally:
         watcher.stop()
@@ -212,14 +217,10 @@ def test_files_present_before_start_and_a_burst_of_200(
 ) -> None:
     early = [f"early/{i}.jpg" for i in range(5)]
     burst = [f"burst/{i // 50}/{i}.jpg" for i in range(200)]
-    for name in early:
-        (folders.inbox / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(small_dog, folders.inbox / name)
+    put(folders, early, small_dog)
     watcher = start_watcher(worker, folders)
     try:
-        for name in burst:
-            (folders.inbox / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(small_dog, folders.inbox / name)
+        put(folders, burst, small_dog)
         wait_until_settled(folders, early + burst, [], timeout=240)
     finally:
         watcher.stop()
