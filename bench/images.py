@@ -71,12 +71,20 @@ def evalset_images(limit: int) -> list[Path]:
 
 
 def build(
-    root: Path, *, photos: int = len(SAMPLE_PHOTOS), evalset: int = 16, large: int | None = None
+    root: Path,
+    *,
+    photos: int = len(SAMPLE_PHOTOS),
+    evalset: int = 4,
+    large: int | None = None,
+    variants: int = 2,
 ) -> ImageSet:
     """Write the set under root (replacing what is there).
 
     photos: sample photos used (each at its own size, HD and 12 MP); evalset: pascal_s photos
-    added to the small class; large: sample photos used for HD and 12 MP (default: photos).
+    added to the small class; large: sample photos used for HD and 12 MP (default: photos);
+    variants: versions of each at HD and 12 MP (the second mirrored, other noise), so that a
+    size class holds enough images for `cutout p`'s pipeline to fill and drain in a small
+    part of its time, as it does on a real batch.
     """
     if root.exists():
         shutil.rmtree(root)
@@ -92,10 +100,14 @@ def build(
         files["small"].append(target)
         if name not in large_names:
             continue
-        for c, size in SIZES.items():
-            target = root / c / f"{name}.jpg"
-            scaled(photo, size, seed=index).save(target, "JPEG", quality=JPEG_QUALITY)
-            files[c].append(target)
+        for variant in range(variants):
+            version = ImageOps.mirror(photo) if variant % 2 else photo
+            suffix = f"-{variant}" if variant else ""
+            for c, size in SIZES.items():
+                target = root / c / f"{name}{suffix}.jpg"
+                seed = index + variant * len(SAMPLE_PHOTOS)
+                scaled(version, size, seed=seed).save(target, "JPEG", quality=JPEG_QUALITY)
+                files[c].append(target)
     for source in evalset_images(evalset):
         target = root / "small" / f"pascal_s-{source.name}"
         shutil.copyfile(source, target)
