@@ -171,7 +171,10 @@ class Settings(BaseSettings):
         "(polling on network file systems, else native).",
     )
     settle_seconds: float = Field(
-        2.0, ge=0, description="A file is taken once its size and mtime are this long unchanged."
+        2.0,
+        ge=0,
+        description="A file is taken once its size and mtime are this long unchanged (at "
+        "once if its writer closed it and its bytes end as its format says).",
     )
     rescan_seconds: float = Field(
         30.0, gt=0, description="Seconds between full rescans that catch missed events."

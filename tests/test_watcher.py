@@ -125,6 +125,25 @@ def test_dropped_file_comes_out_once_and_input_moves_to_done(
     assert f"({mode})" in watcher.text()
 
 
+def test_finished_file_skips_the_settle_time(worker: Worker, folders: WatchFolders) -> None:
+    # Settle time 60 s: only the writer's close (or a rename into place) with the image's
+    # end bytes present can let these through within the test's time.
+    watcher = start_watcher(worker, folders, CUTOUT_SETTLE_SECONDS="60")
+    try:
+        started = time.monotonic()
+        shutil.copy(DOG, folders.inbox / "copied.jpg")
+        shutil.copy(DOG, folders.inbox / ".renamed.jpg.tmp")
+        os.rename(folders.inbox / ".renamed.jpg.tmp", folders.inbox / "renamed.jpg")
+        (folders.inbox / "cut.jpg").write_bytes(DOG.read_bytes()[:5000])  # closed, not whole
+        while files_under(folders.done) != ["copied.jpg", "renamed.jpg"]:
+            assert time.monotonic() - started < 45, files_under(folders.done)
+            time.sleep(0.1)
+        assert files_under(folders.outbox) == ["copied.png", "renamed.png"]
+        assert files_under(folders.inbox) == ["cut.jpg"]  # still waiting its settle time
+    finally:
+        watcher.stop()
+
+
 def test_slow_chunked_write_is_taken_once_whole(worker: Worker, folders: WatchFolders) -> None:
     watcher = start_watcher(worker, folders, CUTOUT_SETTLE_SECONDS="0.8")
     try:

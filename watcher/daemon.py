@@ -22,7 +22,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from watcher.claims import Claim, Claims, move, write_error
-from watcher.detect import scan, start_observer
+from watcher.detect import Seen, scan, start_observer
 from watcher.ledger import Ledger
 from watcher.metrics import WatcherMetrics
 from watcher.names import output_rel
@@ -66,7 +66,7 @@ class Watcher:
         self.claims = Claims(config.inbox)
         self.settler = Settler(config.settle_seconds)
         self.ledger = Ledger(config.inbox / LEDGER) if config.on_success == "keep" else None
-        self.paths: queue.Queue[Path] = queue.Queue()
+        self.paths: queue.Queue[Seen] = queue.Queue()
         self.outcomes: queue.Queue[JobRecord] = queue.Queue()
         self.active: dict[str, Claim] = {}
         self.stopping = threading.Event()
@@ -117,9 +117,9 @@ class Watcher:
     def step(self, wait: float = 0.2) -> None:
         """One turn: take new paths, claim what has settled, settle finished jobs."""
         with contextlib.suppress(queue.Empty):
-            self._offer(self.paths.get(timeout=wait if not self.settler else 0.05))
+            self._offer(*self.paths.get(timeout=wait if not self.settler else 0.05))
         while not self.paths.empty():
-            self._offer(self.paths.get_nowait())
+            self._offer(*self.paths.get_nowait())
         room = self.config.max_pending - len(self.active)
         if room > 0 and self.settler:
             for path, waited in self.settler.ready(room):
@@ -135,9 +135,9 @@ class Watcher:
             if self.ledger is None or not self._in_ledger(path):
                 self._offer(path)
 
-    def _offer(self, path: Path) -> None:
+    def _offer(self, path: Path, done_writing: bool = False) -> None:
         self.metrics.seen.inc()
-        self.settler.offer(path)
+        self.settler.offer(path, done_writing)
 
     # --- claim and enqueue ---
 

@@ -12,6 +12,7 @@ import os
 import queue
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -46,10 +47,18 @@ NETWORK_FS = frozenset(
 )
 
 
+class Seen(NamedTuple):
+    """A file an event pointed at; `done_writing`: the event says its writer let go of it
+    (closed after writing, or renamed into place) - a hint, checked before it is trusted."""
+
+    path: Path
+    done_writing: bool = False
+
+
 class _Forward(FileSystemEventHandler):
     """Puts the path of every created, modified, closed or moved-in file on a queue."""
 
-    def __init__(self, inbox: Path, paths: queue.Queue[Path]) -> None:
+    def __init__(self, inbox: Path, paths: queue.Queue[Seen]) -> None:
         self.inbox = inbox
         self.paths = paths
 
@@ -63,7 +72,7 @@ class _Forward(FileSystemEventHandler):
         except ValueError:
             return  # moved out of the inbox
         if is_input(rel):
-            self.paths.put(path)
+            self.paths.put(Seen(path, event.event_type in ("closed", "moved")))
 
 
 def filesystem_type(path: Path) -> str:
@@ -91,7 +100,7 @@ def choose_mode(mode: str, inbox: Path) -> str:
 
 
 def start_observer(
-    inbox: Path, mode: str, poll_seconds: float, paths: queue.Queue[Path]
+    inbox: Path, mode: str, poll_seconds: float, paths: queue.Queue[Seen]
 ) -> BaseObserver:
     chosen = choose_mode(mode, inbox)
     observer: BaseObserver = (

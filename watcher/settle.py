@@ -1,5 +1,10 @@
 """Wait until a file stops changing: size and mtime unchanged for the settle time, and it
-opens. A file copied slowly in chunks is taken once, whole."""
+opens. A file copied slowly in chunks is taken once, whole.
+
+The shortcut: a file whose writer let go of it (closed after writing, or renamed into
+place: inotify says so) and whose bytes end where its format says (watcher.complete) is
+taken at once, without the settle time.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from watcher.complete import is_whole
 
 
 @dataclass
@@ -22,11 +29,17 @@ class Settler:
         self.settle_seconds = settle_seconds
         self._files: dict[Path, _Seen | None] = {}
         self._offered: dict[Path, float] = {}
+        self._let_go: set[Path] = set()
 
-    def offer(self, path: Path) -> None:
+    def offer(self, path: Path, done_writing: bool = False) -> None:
         if path not in self._files:
             self._files[path] = None
             self._offered[path] = time.monotonic()
+        # Sticky: copy tools set the mode and times after the close, which reads as one more
+        # "modified"; a writer that comes back to it is caught by is_whole (a file being
+        # rewritten is cut short, not whole, until it is done).
+        if done_writing:
+            self._let_go.add(path)
 
     def __len__(self) -> int:
         return len(self._files)
@@ -46,6 +59,7 @@ class Settler:
                 break
             if self._settled(path, now):
                 del self._files[path]
+                self._let_go.discard(path)
                 done.append((path, now - self._offered.pop(path, now)))
         return done
 
@@ -55,7 +69,10 @@ class Settler:
         except FileNotFoundError:
             del self._files[path]  # moved away or deleted before it settled
             self._offered.pop(path, None)
+            self._let_go.discard(path)
             return False
+        if path in self._let_go and is_whole(path) and _opens(path):
+            return True
         seen = self._files[path]
         if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
             self._files[path] = _Seen(st.st_size, st.st_mtime_ns, now)
