@@ -7,8 +7,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cutout.errors import ConfigError, CutoutError
@@ -115,6 +123,11 @@ class Settings(BaseSettings):
     )
     result_backend: str | None = Field(
         None, description="Celery result backend and job status store; default: the broker."
+    )
+    redis_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) that a rediss:// Redis's certificate must chain to, "
+        "besides the system's; for a private CA.",
     )
     queue: str = Field("cutout", min_length=1, description="Name of the Celery queue.")
     concurrency: int = Field(
@@ -237,6 +250,29 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("redis_ca_file", mode="after")
+    @classmethod
+    def _ca_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        urls = (info.data.get("broker_url") or "", info.data.get("result_backend") or "")
+        if not any(url.startswith("rediss://") for url in urls):
+            raise ValueError("set, but no Redis URL uses rediss:// (TLS)")
+        value = value.expanduser().resolve()
+        if not value.is_file():
+            raise ValueError("no such file")
+        return value
+
+    @model_validator(mode="after")
+    def _verified_tls(self) -> Settings:
+        # Assigned only when changed: model_fields_set tells a configured URL from the default.
+        for name in ("broker_url", "result_backend"):
+            url = getattr(self, name)
+            verified = url and verified_tls_url(url, self.redis_ca_file)
+            if verified != url:
+                setattr(self, name, verified)
+        return self
+
     @field_validator("allowed_roots")
     @classmethod
     def _roots(cls, value: str) -> str:
@@ -279,6 +315,25 @@ class Settings(BaseSettings):
     def provider_list(self) -> list[str] | None:
         """The providers asked for, or None for the automatic choice."""
         return None if self.providers == "auto" else self.providers.split(",")
+
+
+def verified_tls_url(url: str, ca_file: Path | None) -> str:
+    """A rediss:// URL that checks the server's certificate (against ca_file when given).
+
+    Celery's broker (kombu) connects *without* checking it when a rediss:// URL says
+    nothing (ssl_cert_reqs); redis-py and Celery's result backend would check, or refuse.
+    What the URL says itself wins.
+    """
+    if not url.startswith("rediss://"):
+        return url
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = {name for name, _ in query}
+    if "ssl_cert_reqs" not in names:
+        query.append(("ssl_cert_reqs", "required"))
+    if ca_file is not None and "ssl_ca_certs" not in names:
+        query.append(("ssl_ca_certs", str(ca_file)))
+    return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
 
 
 def env_name(field: str) -> str:

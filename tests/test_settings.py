@@ -81,3 +81,34 @@ def test_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for name in Settings.model_fields:
         assert f"`CUTOUT_{name.upper()}`" in readme, name
+
+
+def test_rediss_urls_check_the_certificate_by_default(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    s = load_settings(broker_url="rediss://:p%40ss@redis.example:6380/0", redis_ca_file=str(ca))
+    verified = f"rediss://:p%40ss@redis.example:6380/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    assert s.broker_url == verified
+    assert s.status_url == verified  # the result backend defaults to the broker
+    assert load_settings(broker_url=s.broker_url).broker_url == verified  # idempotent
+    # What the URL says wins; plain redis:// is left alone.
+    s = load_settings(broker_url="rediss://h/0?ssl_cert_reqs=none", result_backend="redis://h/1")
+    assert (s.broker_url, s.result_backend) == ("rediss://h/0?ssl_cert_reqs=none", "redis://h/1")
+    assert "broker_url" not in load_settings().model_fields_set  # `cutout up` relies on it
+
+
+@pytest.mark.parametrize(
+    ("url", "ca", "expected"),
+    [
+        ("redis://h/0", "ca.pem", "set, but no Redis URL uses rediss://"),
+        ("rediss://h/0", "missing.pem", "no such file"),
+    ],
+)
+def test_bad_redis_ca_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str, ca: str, expected: str
+) -> None:
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("CUTOUT_BROKER_URL", url)
+    monkeypatch.setenv("CUTOUT_REDIS_CA_FILE", ca)
+    with pytest.raises(SettingsError, match=f"CUTOUT_REDIS_CA_FILE='{ca}': {expected}"):
+        load_settings()

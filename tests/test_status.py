@@ -352,6 +352,10 @@ def test_unreachable_redis_exits_3_without_the_password(monkeypatch: pytest.Monk
         ("rediss://user:pw@host/0", "rediss://user:***@host/0"),
         ("redis://pw@host/0", "redis://***@host/0"),
         ("unix:///run/redis.sock?db=2&password=pw", "unix:///run/redis.sock?db=2&password=***"),
+        (
+            "rediss://:pw@host/0?ssl_cert_reqs=required&ssl_ca_certs=/etc/ca.pem",
+            "rediss://:***@host/0?ssl_cert_reqs=required&ssl_ca_certs=/etc/ca.pem",
+        ),
     ],
 )
 def test_mask_url(url: str, shown: str) -> None:

@@ -91,7 +91,7 @@ def mask_url(url: str) -> str:
             (name, "***" if name == "password" else value)
             for name, value in parse_qsl(parts.query, keep_blank_values=True)
         ],
-        safe="*",
+        safe="*/",
     )
     # Built by hand: urlunsplit drops the "//" of unix:///path.
     masked = f"{parts.scheme}://{userinfo}{at}{host}{parts.path}"
