@@ -28,6 +28,7 @@ class RemovalOptions:
     refine: str = "none"  # cutout.specs.REFINE_MODES
     matting: MattingOptions = field(default_factory=MattingOptions)
     post_process_mask: bool = False
+    exact_colours: bool = False  # compose.transparent
     blur_radius: float = 20.0
     max_pixels: int = DEFAULT_MAX_PIXELS
     encode: EncodeOptions = field(default_factory=EncodeOptions)
@@ -75,6 +76,7 @@ class Remover:
                 opts.background,
                 blur_radius=opts.blur_radius,
                 backdrop=self._backdrop,
+                exact_colours=opts.exact_colours,
             )
         return compose.crop(result, alpha, opts.crop_margin) if opts.crop else result
 

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     post_process_mask: bool = Field(
         False, description="rembg's post-processing (morphological opening + blur + threshold)."
     )
+    exact_colours: bool = Field(
+        False,
+        description="Keep every colour bit under soft edges; by default they keep the bits "
+        "that can show once composited (within one level; smaller files).",
+    )
     output_format: str = Field("png", description=f"Output format: {', '.join(FORMATS)}.")
     png_compress_level: int = Field(
         5, ge=0, le=9, description="zlib level of PNG outputs (0 fastest ... 9 smallest)."

@@ -30,6 +30,7 @@ def removal_options(settings: Settings) -> RemovalOptions:
             erode_size=settings.matting_erode_size,
         ),
         post_process_mask=settings.post_process_mask,
+        exact_colours=settings.exact_colours,
         blur_radius=settings.blur_radius,
         max_pixels=settings.max_pixels,
         encode=EncodeOptions(

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from cutout import compose
+from cutout.png import encode as png_encode
 from cutout.specs import Background, parse_background
 
 
@@ -38,8 +39,36 @@ def test_transparent_keeps_subject_colour_and_clears_background(
     px = rgba(out)
     assert (px[10:30, 20:40] == (220, 30, 40, 255)).all()  # unchanged where alpha is 255
     assert (px[0:5, 0:5] == 0).all()  # transparent and colourless
-    # Straight alpha: the soft edge keeps the image colour instead of being darkened.
-    assert tuple(px[15, 19]) == (*np.asarray(image)[15, 19], 128)
+    # Straight alpha: the soft edge keeps the image colour instead of being darkened
+    # (to within the one bit that cannot show at alpha 128).
+    source = np.asarray(image)[15, 19].astype(int)
+    assert px[15, 19, 3] == 128 and (abs(px[15, 19, :3] - source) <= 1).all()
+    exact = rgba(compose.compose(image, mask, parse_background("transparent"), exact_colours=True))
+    assert tuple(exact[15, 19]) == (*source, 128)
+
+
+def test_soft_edge_colours_keep_what_can_show_and_cost_fewer_bytes() -> None:
+    # Every colour at every alpha: composited over black and over white, the result is
+    # within one level of the exact colours'.
+    colours = np.tile(np.arange(256, dtype=np.uint8), (256, 1))
+    image = Image.fromarray(np.stack([colours, colours[:, ::-1], colours // 2], axis=2))
+    alpha = Image.fromarray(np.tile(np.arange(256, dtype=np.uint8)[:, None], (1, 256)))
+    out = rgba(compose.transparent(image, alpha))
+    a = out[..., 3:4] / 255
+    source = np.asarray(image).astype(int)
+    for backdrop in (0, 255):
+        shown = out[..., :3] * a + backdrop * (1 - a)
+        exact = source * a + backdrop * (1 - a)
+        assert np.abs(shown - exact).max() < 1
+    assert (out[0, :, :3] == 0).all()  # alpha 0: no colour
+    assert (out[255, :, :3] == source[255]).all()  # alpha 255: untouched
+    # A noisy photo under a wide translucent mask: the invisible noise is not stored.
+    rng = np.random.default_rng(1)
+    noisy = Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    faint = Image.fromarray(np.tile(np.linspace(2, 12, 300).astype(np.uint8), (200, 1)))
+    small = len(png_encode(compose.transparent(noisy, faint), 5))
+    full = len(png_encode(compose.transparent(noisy, faint, exact=True), 5))
+    assert small < 0.6 * full
 
 
 def test_colour_background_is_opaque_and_exact(scene: tuple[Image.Image, Image.Image]) -> None:

@@ -29,6 +29,7 @@ class CliOptions:
     matting_bg_threshold: int | None
     matting_erode_size: int | None
     post_process_mask: bool | None
+    exact_colours: bool | None
     format: str | None
 
 
@@ -72,6 +73,11 @@ def removal_options(func: F) -> F:
             help="rembg's mask post-processing (smoother, binary edges).",
         ),
         click.option(
+            "--exact-colours/--no-exact-colours",
+            default=None,
+            help="Keep every colour bit under soft edges [CUTOUT_EXACT_COLOURS].",
+        ),
+        click.option(
             "-f",
             "--format",
             type=click.Choice([*FORMATS, "jpeg"], case_sensitive=False),
@@ -100,7 +106,14 @@ def build_remover(settings: Settings, cli: CliOptions) -> Remover:
     """Load the model and bind the options: CLI values over settings over defaults."""
     overrides: dict[str, Any] = {
         name: getattr(cli, name)
-        for name in ("only_mask", "crop", "crop_margin", "refine", "post_process_mask")
+        for name in (
+            "only_mask",
+            "crop",
+            "crop_margin",
+            "refine",
+            "post_process_mask",
+            "exact_colours",
+        )
         if getattr(cli, name) is not None
     }
     if cli.bg is not None:
