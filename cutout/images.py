@@ -402,17 +402,26 @@ def _opaque(img: Image.Image, source: str) -> Image.Image:
     return img.convert("L" if img.mode in ("1", "LA", "La") else "RGB")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, *, like: Path | None = None) -> None:
     """Replace path with data so that readers see the old file or the new one, never half.
 
     The temporary name starts with "." and ends with ".tmp" so that folder watchers (ours
     included) skip it; it is created with os.open so the umask applies, unlike mkstemp's 0600.
+    With `like` (the input the output is made from), the file takes like's permission bits
+    and, where the process may, its group: a group-readable shared inbox gives group-readable
+    outputs. They are set before a byte is written, on a file only its owner can open until
+    then, so neither the temporary file nor the output ever has broader access than `like`.
+    A symlink at `path` is replaced by the file, never followed (rename does not follow).
     """
     path = Path(path)
+    source = None if like is None else os.stat(like)
     tmp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666 if source is None else 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
+            if source is not None:
+                _take_access(f.fileno(), source)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -421,3 +430,13 @@ def write_atomic(path: Path, data: bytes) -> None:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _take_access(fd: int, source: os.stat_result) -> None:
+    """The source's group (first: a chown may clear mode bits), then its permission bits."""
+    if os.name != "posix":
+        return
+    # Only root, or an owner who is a member of that group, may give a file another group.
+    with suppress(PermissionError):
+        os.fchown(fd, -1, source.st_gid)
+    os.fchmod(fd, stat.S_IMODE(source.st_mode) & 0o777)

@@ -60,7 +60,7 @@ class JobRunner:
         result = remover.encode(remover.cut_out(decoded), fmt, decoded.source)
         if target is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, result)
+            write_atomic(target, result, like=source if isinstance(source, Path) else None)
         keep = job.return_bytes or target is None
         pixels = decoded.image.width * decoded.image.height
         duration = time.monotonic() - started
@@ -71,7 +71,9 @@ class JobRunner:
         if job.output_path is not None:
             return output_file(job.output_path, settings.outbox, settings.roots)
         if isinstance(source, Path) and not job.return_bytes:
-            return mirrored_output(source, settings.inbox, settings.outbox, fmt)
+            mirrored = mirrored_output(source, settings.inbox, settings.outbox, fmt)
+            # Confined like any output path: a folder in the outbox may be a symlink.
+            return output_file(str(mirrored), settings.outbox, settings.roots)
         return None
 
     def _options(self, job: RemoveJob) -> RemovalOptions:

@@ -38,4 +38,4 @@ def i_command(ctx: click.Context, /, input: str, output: str, **params: Any) -> 
         else:
             target = Path(output)
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, result)
+            write_atomic(target, result, like=None if input == STDIO else Path(input))

@@ -72,7 +72,7 @@ def process_one(remover: Remover, job: Job, fmt: str) -> str | None:
     try:
         data = remover.process(job.source, fmt, source=str(job.source))
         job.target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(job.target, data)
+        write_atomic(job.target, data, like=job.source)
     except (CutoutError, OSError) as exc:
         return str(exc)
     return None

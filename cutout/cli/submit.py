@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cutout.cli.common import EXIT_FAILED, get_settings, reporting
+from cutout.images import write_atomic
 from cutout.models import MODELS
 from cutout.specs import BACKGROUND_HELP, FORMATS
 from settings import Settings
@@ -73,7 +74,7 @@ def submit_command(
             if result.data is not None:
                 target = _inline_target(file, output_dir or settings.outbox, opts, settings)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(result.data)
+                write_atomic(target, result.data, like=file)
                 record = record.model_copy(update={"output": str(target)})
             failed += record.state == "failed"
             line = f"{job_id}  {record.state}  {record.output or record.error or ''}"
