@@ -54,12 +54,25 @@ def _signed(folder: Path, name: str, extensions: str, issuer: KeyPair | None) ->
     ext.write_text(extensions)
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", pair.key)
     _openssl("req", "-new", "-key", pair.key, "-subj", f"/CN={name}", "-out", csr)
-    signer = (
+    signer: list[str | Path] = (
         ["-signkey", pair.key] if issuer is None else ["-CA", issuer.cert, "-CAkey", issuer.key]
     )
     serial = str(secrets.randbits(63))
-    signer += ["-set_serial", serial, "-extfile", ext, "-out", pair.cert]
-    _openssl("x509", "-req", "-in", csr, "-days", "1", *signer)
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-days",
+        "1",
+        "-set_serial",
+        serial,
+        *signer,
+        "-extfile",
+        ext,
+        "-out",
+        pair.cert,
+    )
     return pair
 
 
@@ -88,6 +101,7 @@ class TlsProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._open: list[asyncio.StreamWriter] = []  # every one, aborted on stop
 
     def start(self) -> None:
         self._thread.start()
@@ -103,16 +117,27 @@ class TlsProxy:
         return await asyncio.start_server(self._relay, "127.0.0.1", self.port, ssl=self.context)
 
     async def _shut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                task.cancel()
+        """Close every socket, so that none is left for the garbage collector to warn about."""
+        assert self._server is not None
+        self._server.close()
+        for writer in self._open:
+            writer.transport.abort()
+        # The relays end on their own once their sockets are gone: no task to cancel.
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        await self._server.wait_closed()
+        await asyncio.sleep(0.1)  # aborted transports close their sockets on the next turns
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         self.relayed += 1  # the handshake is done before asyncio calls us
-        redis_r, redis_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        await asyncio.gather(_pipe(client_r, redis_w), _pipe(redis_r, client_w))
+        self._open.append(client_w)
+        try:
+            redis_r, redis_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            self._open.append(redis_w)
+            await asyncio.gather(_pipe(client_r, redis_w), _pipe(redis_r, client_w))
+        finally:
+            client_w.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
