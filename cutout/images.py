@@ -412,9 +412,13 @@ def write_atomic(path: Path, data: bytes, *, like: Path | None = None) -> None:
     outputs. They are set before a byte is written, on a file only its owner can open until
     then, so neither the temporary file nor the output ever has broader access than `like`.
     A symlink at `path` is replaced by the file, never followed (rename does not follow).
+    If `like` is gone by then, the umask applies.
     """
     path = Path(path)
-    source = None if like is None else os.stat(like)
+    source = None
+    if like is not None:
+        with suppress(FileNotFoundError):  # gone since it was read: the output still counts
+            source = os.stat(like)
     tmp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(tmp, flags, 0o666 if source is None else 0o600)
