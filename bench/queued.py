@@ -127,12 +127,18 @@ class Service:
         return max(done.values()) - started
 
     def latencies(self, files: list[Path], rel: str) -> list[float]:
-        """Seconds from arrival to output minus the job's engine time, one file at a time."""
+        """Seconds from arrival to output minus the job's engine time, one file at a time,
+        each renamed into a folder the watcher already watches (a folder made together with
+        its files is seen by a scan, whose files wait the settle time), under a new name."""
+        folder = self.inbox / rel
+        folder.mkdir(parents=True, exist_ok=True)
+        time.sleep(1.0)  # the observer adds its watch on the new folder
         arrivals: dict[Path, tuple[float, float]] = {}
-        for f in files:
-            target = self.outbox / rel / f"{f.stem}.png"
+        for i, f in enumerate(files):
+            name = f"{i}-{f.name}"
+            target = self.outbox / rel / f"{Path(name).stem}.png"
             started = time.monotonic()
-            drop(f, self.inbox / rel / f.name)
+            drop(f, folder / name)
             arrivals[target] = (started, wait_for([target])[target])
         durations = self.durations()
         return [

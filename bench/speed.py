@@ -158,9 +158,7 @@ def measure(plan: Plan, imageset: images.ImageSet, env: dict[str, str]) -> dict[
 def service_checks(svc: queued.Service, imageset: images.ImageSet, plan: Plan) -> dict[str, Any]:
     small = imageset.files[imageset.classes[0]]
     files = (small * (1 + plan.latency_files // max(1, len(small))))[: plan.latency_files]
-    added = []
-    for i, f in enumerate(files):  # one at a time; distinct names so each is a new file
-        added += svc.latencies([f], f"latency/{i}")
+    added = svc.latencies(files, "latency")
     time.sleep(3)  # let the last job's status and archive settle
     idle = svc.idle_cpu_percent(plan.idle_seconds)
     return {

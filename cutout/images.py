@@ -340,7 +340,7 @@ def _to_uint8(array: npt.NDArray[Any], name: str) -> npt.NDArray[np.uint8]:
 
 @dataclass(frozen=True)
 class EncodeOptions:
-    png_compress_level: int = 5  # chosen with bench/ (README "Performance")
+    png_compress_level: int = 4  # chosen with bench/ (README "Performance")
     webp_quality: int = 90
     jpeg_quality: int = 92
     # Threads one PNG's deflate may use: > 1 lowers one image's latency where cores would
