@@ -8,13 +8,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timezone
+from pathlib import Path
 
 import pytest
 import redis
 from click.testing import CliRunner, Result
 
 from cutout.cli.main import cli
-from cutout.cli.status import mask_url
+from cutout.cli.common import mask_url
 from worker.jobs import JobRecord, State
 from worker.status import StatusStore
 
@@ -360,3 +361,20 @@ def test_unreachable_redis_exits_3_without_the_password(monkeypatch: pytest.Monk
 )
 def test_mask_url(url: str, shown: str) -> None:
     assert mask_url(url) == shown
+
+
+@pytest.mark.parametrize("down", ["broker", "both"])
+def test_submit_to_an_unreachable_broker_is_one_line_and_exit_3(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, down: str
+) -> None:
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"not sent anyway")
+    monkeypatch.setenv("CUTOUT_BROKER_URL", "redis://:secret@127.0.0.1:1/0")
+    if down == "broker":  # the status store answers, the broker does not
+        monkeypatch.setenv("CUTOUT_RESULT_BACKEND", redis_url)
+    else:
+        monkeypatch.delenv("CUTOUT_RESULT_BACKEND", raising=False)
+    result = CliRunner().invoke(cli, ["submit", str(image)], catch_exceptions=False)
+    assert result.exit_code == 3
+    assert result.stderr.startswith("cutout: error: cannot reach Redis at redis://:***@127.0.0.1:1")
+    assert len(result.stderr.strip().splitlines()) == 1 and "secret" not in result.output

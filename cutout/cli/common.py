@@ -74,6 +74,24 @@ def reporting(ctx: click.Context) -> Iterator[None]:
         fail(str(exc), exit_code_for(exc))
 
 
+@contextmanager
+def redis_errors(ctx: click.Context, url: str, broker_url: str | None = None) -> Iterator[None]:
+    """Redis (at url) or broker (at broker_url) problems as one line naming the server, never
+    its password; exit 3."""
+    import redis  # here: the in-process commands never touch Redis
+    from kombu.exceptions import OperationalError
+
+    try:
+        yield
+    except (redis.RedisError, OperationalError) as exc:
+        if state(ctx).debug:
+            raise
+        unreachable = redis.ConnectionError | redis.TimeoutError | OperationalError
+        what = "cannot reach" if isinstance(exc, unreachable) else "error from"
+        where = broker_url if isinstance(exc, OperationalError) and broker_url else url
+        fail(f"{what} Redis at {mask_url(where)}: {exc}", EXIT_CONFIG)
+
+
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
 

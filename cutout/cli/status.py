@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import cast
 
 import click
-import redis
 
 from cutout.cli.common import (
-    EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_OK,
     fail,
     get_settings,
-    mask_url,
-    state,
+    redis_errors,
 )
 from worker.jobs import STATES, JobRecord, State
 from worker.status import StatusStore
@@ -85,22 +81,6 @@ def status(
             show_recent(store.recent(limit, cast("State | None", state_filter)), as_json)
             code = EXIT_OK
     ctx.exit(code)
-
-
-@contextmanager
-def redis_errors(ctx: click.Context, url: str) -> Iterator[None]:
-    """Redis problems as one line naming the server (never its password) and exit 3."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        if state(ctx).debug:
-            raise
-        what = (
-            "cannot reach"
-            if isinstance(exc, redis.ConnectionError | redis.TimeoutError)
-            else "error from"
-        )
-        fail(f"{what} Redis at {mask_url(url)}: {exc}", EXIT_CONFIG)
 
 
 def resolve(store: StatusStore, job_id: str) -> str:

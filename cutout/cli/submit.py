@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from cutout.cli.common import EXIT_FAILED, get_settings, reporting
+from cutout.cli.common import EXIT_FAILED, get_settings, redis_errors, reporting
 from cutout.images import write_atomic
 from cutout.models import MODELS
 from cutout.specs import BACKGROUND_HELP, FORMATS
@@ -63,7 +63,12 @@ def submit_command(
 
     opts = {("format" if k == "format_" else k): v for k, v in options.items() if v is not None}
     failed = 0
-    with reporting(ctx), Client.from_settings(settings) as client:
+    backend = settings.result_backend or settings.broker_url
+    with (
+        reporting(ctx),
+        redis_errors(ctx, backend, settings.broker_url),
+        Client.from_settings(settings) as client,
+    ):
         jobs = [(f, _submit(client, f, settings, opts)) for f in files]
         for file, job_id in jobs:
             if not wait_:
