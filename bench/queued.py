@@ -20,6 +20,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from cutout.cli.supervisor import descendants
+
 START_TIMEOUT = 120.0
 JOB_TIMEOUT = 300.0
 POLL = 0.01
@@ -28,15 +30,7 @@ CLOSED_PORT_URL = "redis://127.0.0.1:1/0"  # nothing answers: `cutout up` starts
 
 def tree(pid: int) -> list[int]:
     """pid and its descendants (Linux /proc)."""
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            found += tree(child)
-    return found
+    return [pid, *descendants(pid)]
 
 
 def cmdline(pid: int) -> str:
