@@ -338,20 +338,20 @@ def _to_uint8(array: npt.NDArray[Any], name: str) -> npt.NDArray[np.uint8]:
     )
 
 
+PNG_MAX_LEVEL = 12  # libdeflate's levels (cutout.png)
+
+
 @dataclass(frozen=True)
 class EncodeOptions:
-    png_compress_level: int = 4  # chosen with bench/ (README "Performance")
+    png_compress_level: int = 2  # libdeflate's; chosen with bench/ (README "Performance")
     webp_quality: int = 90
     jpeg_quality: int = 92
-    # Threads one PNG's deflate may use: > 1 lowers one image's latency where cores would
-    # otherwise idle (a worker on one job); `cutout p` keeps 1 and overlaps images instead.
-    png_threads: int = 1
 
     def __post_init__(self) -> None:
-        if not 0 <= self.png_compress_level <= 9:
-            raise ConfigError(f"png_compress_level must be 0..9, not {self.png_compress_level}")
-        if self.png_threads < 1:
-            raise ConfigError(f"png_threads must be at least 1, not {self.png_threads}")
+        if not 0 <= self.png_compress_level <= PNG_MAX_LEVEL:
+            raise ConfigError(
+                f"png_compress_level must be 0..{PNG_MAX_LEVEL}, not {self.png_compress_level}"
+            )
         for field_name in ("webp_quality", "jpeg_quality"):
             value = getattr(self, field_name)
             if not 0 <= value <= 100:
@@ -364,10 +364,11 @@ def encode(
     """The image in the format, pixels as given: no colour management, no metadata."""
     fmt = parse_format(fmt)
     if fmt == "png" and png.supports(img):
-        return png.encode(img, options.png_compress_level, threads=options.png_threads)
+        return png.encode(img, options.png_compress_level)
     out = io.BytesIO()
-    if fmt == "png":  # modes our writer does not take (1, P, I;16...): Pillow's
-        img.save(out, "PNG", compress_level=options.png_compress_level, optimize=False)
+    if fmt == "png":  # modes our writer does not take (1, P, I;16...): Pillow's, zlib's 0..9
+        level = min(options.png_compress_level, 9)
+        img.save(out, "PNG", compress_level=level, optimize=False)
     elif fmt == "webp":
         _check_side(img, _WEBP_MAX_SIDE, "WebP", source)
         if "A" in img.getbands():

@@ -114,7 +114,11 @@ class Settings(BaseSettings):
     )
     output_format: str = Field("png", description=f"Output format: {', '.join(FORMATS)}.")
     png_compress_level: int = Field(
-        4, ge=0, le=9, description="zlib level of PNG outputs (0 fastest ... 9 smallest)."
+        2,
+        ge=0,
+        le=12,
+        description="Deflate level of PNG outputs (libdeflate: 0 stored, 1 fastest ... 12 "
+        "smallest).",
     )
     webp_quality: int = Field(
         90, ge=1, le=100, description="Quality of opaque WebP outputs; with alpha WebP is lossless."

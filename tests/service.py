@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +96,19 @@ def make_worker(root: Path, redis_url: str, model_home: Path, **overrides: str) 
     settings = Settings(**{k.removeprefix("CUTOUT_").lower(): v for k, v in values.items()})
     hostname = f"test-{uuid.uuid4().hex[:8]}@%h"
     return Worker(settings, env, root / "worker.log", hostname, folders=folders)
+
+
+@contextmanager
+def running_worker(
+    root: Path, redis_url: str, model_home: Path, concurrency: int
+) -> Iterator[Worker]:
+    """A started `cutout worker` on folders under root, stopped on the way out."""
+    worker = make_worker(root, redis_url, model_home)
+    worker.start(concurrency=concurrency)
+    try:
+        yield worker
+    finally:
+        worker.stop()
 
 
 @dataclass

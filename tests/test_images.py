@@ -541,7 +541,7 @@ def test_encode_refuses_unknown_format_and_oversized_webp() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"png_compress_level": 10}, {"webp_quality": -1}, {"jpeg_quality": 101}],
+    [{"png_compress_level": 13}, {"webp_quality": -1}, {"jpeg_quality": 101}],
 )
 def test_encode_options_are_validated(options: dict[str, int]) -> None:
     with pytest.raises(ConfigError):

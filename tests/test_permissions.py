@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from cutout.cli.main import cli
 from cutout.images import write_atomic
 from tests.conftest import EVALSET
-from tests.service import Worker, make_worker
+from tests.service import Worker, running_worker
 from worker.client import Client
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
@@ -91,10 +91,8 @@ def test_write_atomic_without_like_keeps_the_umask_default(tmp_path: Path) -> No
 def worker(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str, model_path: Path
 ) -> Iterator[Worker]:
-    w = make_worker(tmp_path_factory.mktemp("service"), redis_url, model_path.parent)
-    w.start(concurrency=1)
-    yield w
-    w.stop()
+    with running_worker(tmp_path_factory.mktemp("service"), redis_url, model_path.parent, 1) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
-"""The fast PNG writer: any reader gets the same pixels back, whatever the mode, size, level
-or number of threads."""
+"""The fast PNG writer: any reader gets the same pixels back, whatever the mode, size or
+level."""
 
 from __future__ import annotations
 
 import io
-import zlib
 
 import numpy as np
 import pytest
@@ -41,7 +40,7 @@ def test_round_trip_every_mode_and_odd_sizes(mode: str, size: tuple[int, int]) -
     assert np.array_equal(np.asarray(back), np.asarray(image))
 
 
-@pytest.mark.parametrize("level", [0, 1, 5, 9])
+@pytest.mark.parametrize("level", [0, 1, 2, 6, 12])
 def test_every_level_is_lossless_and_higher_is_smaller(level: int) -> None:
     image = photo(300, 200)
     data = png.encode(image, level)
@@ -50,19 +49,9 @@ def test_every_level_is_lossless_and_higher_is_smaller(level: int) -> None:
         assert len(data) < 0.9 * len(png.encode(image, 0))
 
 
-@pytest.mark.parametrize("threads", [2, 3])
-def test_sliced_deflate_is_one_valid_stream(threads: int) -> None:
-    image = photo(1024, 1024, seed=1)  # 4 MiB of scanlines: split into slices
-    data = png.encode(image, 5, threads=threads)
-    assert np.array_equal(np.asarray(decoded(data)), np.asarray(image))
-    single = png.encode(image, 5)
-    assert len(data) < 1.02 * len(single)  # each slice primed with the window before it
-
-
-def test_deflate_slices_join_into_the_data() -> None:
-    data = np.random.default_rng(2).integers(0, 4, 5 * png.MIN_SLICE, dtype=np.uint8)
-    stream = png.deflate(data, 6, threads=4)
-    assert zlib.decompress(stream) == data.tobytes()
+def test_a_large_image_round_trips() -> None:
+    image = photo(1024, 1024, seed=1)  # 4 MiB of scanlines
+    assert np.array_equal(np.asarray(decoded(png.encode(image, 2))), np.asarray(image))
 
 
 def test_other_modes_are_left_to_pillow() -> None:
@@ -75,9 +64,9 @@ def test_other_modes_are_left_to_pillow() -> None:
         png.encode(Image.new("P", (2, 2)), 5)
 
 
-def test_encode_uses_the_level_and_threads_asked_for() -> None:
+def test_encode_uses_the_level_asked_for() -> None:
     image = photo(600, 400)
     fast = encode(image, "png", EncodeOptions(png_compress_level=0))
-    small = encode(image, "png", EncodeOptions(png_compress_level=9, png_threads=2))
+    small = encode(image, "png", EncodeOptions(png_compress_level=12))
     assert len(fast) > 1.3 * len(small)
     assert np.array_equal(np.asarray(decoded(small)), np.asarray(image))

@@ -48,7 +48,7 @@ def test_env_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ("CUTOUT_BACKGROUND", "no/such/file.png", "neither a colour nor an existing image"),
         ("CUTOUT_MODEL", "bria-rmbg", "u2net, u2netp, u2net_human_seg, silueta"),
         ("CUTOUT_OUTPUT_FORMAT", "gif", "png, webp, jpg"),
-        ("CUTOUT_PNG_COMPRESS_LEVEL", "12", "less than or equal to 9"),
+        ("CUTOUT_PNG_COMPRESS_LEVEL", "13", "less than or equal to 12"),
         ("CUTOUT_PROVIDERS", "auto,CPUExecutionProvider", "auto cannot be combined"),
         ("CUTOUT_MAX_PIXELS", "lots", "valid integer"),
     ],

@@ -29,7 +29,7 @@ from PIL import Image
 from cutout.cli.main import cli
 from tests.conftest import EVALSET
 from tests.redis_server import free_port
-from tests.service import Worker, make_worker
+from tests.service import Worker, make_worker, running_worker
 from worker.client import Client
 from worker.jobs import TASK_NAME, JobError, JobRecord
 
@@ -41,10 +41,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def worker(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str, model_path: Path
 ) -> Iterator[Worker]:
-    w = make_worker(tmp_path_factory.mktemp("service"), redis_url, model_path.parent)
-    w.start(concurrency=2)
-    yield w
-    w.stop()
+    with running_worker(tmp_path_factory.mktemp("service"), redis_url, model_path.parent, 2) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")
