@@ -45,10 +45,10 @@ _MIDDLE = [0] + [(1 << _visible_bits(a)) >> 1 for a in range(1, 256)]
 
 def transparent(image: Image.Image, alpha: Image.Image, *, exact: bool = False) -> Image.Image:
     """The subject with the alpha, straight (not premultiplied). Colours under alpha 0 are
-    cleared. Under a soft edge they keep only the bits that can show once composited (at
-    alpha 128, 7 of 8; at 8, 3), unless `exact`: over any backdrop the result is within
-    one level of the exact colours', and the file is smaller (low-alpha pixels' noise,
-    which nothing can show, no longer has to be stored)."""
+    cleared. Unless `exact`, colours under a soft edge keep only the bits that can show once
+    composited (at alpha 128, 7 of 8; at 8, 3): over any backdrop the result is within one
+    level of the exact colours', and the file is smaller (low-alpha pixels' noise, which
+    nothing can show, no longer has to be stored)."""
     bands = (image if image.mode == "RGB" else image.convert("RGB")).split()
     if exact:
         # Band by band, a multiply by 0 or 255 is exact and a third cheaper than a composite.
