@@ -120,8 +120,8 @@ def maybe_service(plan: Plan, imageset: images.ImageSet) -> Iterator[queued.Serv
     with queued.service(
         plan.work / "up", plan.model, plan.work / "up.log", settle=plan.settle
     ) as svc:
-        warm = imageset.files[imageset.classes[0]][0]
-        svc.run_batch([warm], "warm")  # the worker has loaded its model
+        # The workers have loaded the model and grown to each size (bench.children.warm_folder).
+        svc.run_batches({c: imageset.files[c][:2] for c in imageset.classes}, "warm")
         svc.wait_idle()
         yield svc
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import images, speed
+from bench import children, images, speed
 
 
 def test_image_set_is_deterministic_and_by_class(tmp_path: Path) -> None:
@@ -20,6 +21,23 @@ def test_image_set_is_deterministic_and_by_class(tmp_path: Path) -> None:
             assert a.name == b.name and a.read_bytes() == b.read_bytes()
     with images.Image.open(first.files["12mp"][0]) as im:
         assert im.size == images.SIZES["12mp"] and im.format == "JPEG"
+
+
+def test_warm_up_sees_every_size_twice(tmp_path: Path) -> None:
+    # Untimed, both of cutout p's lanes meet each size class once before the timed runs.
+    built = images.build(tmp_path / "set", photos=1, evalset=1, variants=2)
+    warm = children.warm_folder(built.root)
+    try:
+        sizes = [size_of(f) for f in children.images_in(warm)]
+    finally:
+        shutil.rmtree(warm)
+    small = size_of(built.files["small"][0])
+    assert sizes == [small, small, *[images.SIZES[c] for c in ("hd", "hd", "12mp", "12mp")]]
+
+
+def size_of(path: Path) -> tuple[int, int]:
+    with images.Image.open(path) as im:
+        return im.size
 
 
 def run(ms: dict[str, float], images_per_class: int = 4, nbytes: int = 0) -> dict[str, Any]:
