@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Any, TypeAlias
+from typing import IO, Any, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,9 @@ from cutout.errors import (
 )
 from cutout.specs import parse_format
 
-ImageInput: TypeAlias = str | os.PathLike[str] | bytes | Image.Image | np.ndarray[Any, Any]
+ImageInput: TypeAlias = (
+    str | os.PathLike[str] | bytes | IO[bytes] | Image.Image | np.ndarray[Any, Any]
+)
 
 _log = logging.getLogger(__name__)
 
@@ -95,6 +97,12 @@ def decode(data: ImageInput, *, max_pixels: int, source: str | None = None) -> D
         if not len(data):
             raise EmptyImageError(name, "no data (0 bytes)")
         return _decode_stream(io.BytesIO(data), name, max_pixels)
+    if hasattr(data, "read"):  # an open binary file: read from where it stands, not closed
+        stream = cast(IO[bytes], data)
+        name = source or str(getattr(stream, "name", "<stream>"))
+        with suppress(AttributeError, OSError):  # not every stream is a file
+            _check_not_empty(stream.fileno(), name)
+        return _decode_stream(stream, name, max_pixels)
     path = os.fspath(data)
     name = source or path
     with _open_file(path, name) as fp:
@@ -110,11 +118,18 @@ def _open_file(path: str, name: str) -> IO[bytes]:
         raise ImageError(name, "is a directory, not an image file") from e
     except OSError as e:
         raise ImageError(name, f"cannot read the file: {e.strerror or e}") from e
-    info = os.fstat(fp.fileno())
-    if info.st_size == 0 and stat.S_ISREG(info.st_mode):  # pipes report 0 too
+    try:
+        _check_not_empty(fp.fileno(), name)
+    except EmptyImageError:
         fp.close()
-        raise EmptyImageError(name, "the file is empty (0 bytes)")
+        raise
     return fp
+
+
+def _check_not_empty(fd: int, name: str) -> None:
+    info = os.fstat(fd)
+    if info.st_size == 0 and stat.S_ISREG(info.st_mode):  # pipes report 0 too
+        raise EmptyImageError(name, "the file is empty (0 bytes)")
 
 
 def _decode_stream(fp: IO[bytes], name: str, max_pixels: int) -> Decoded:
@@ -403,26 +418,39 @@ def _opaque(img: Image.Image, source: str) -> Image.Image:
     return img.convert("L" if img.mode in ("1", "LA", "La") else "RGB")
 
 
-def write_atomic(path: Path, data: bytes, *, like: Path | None = None) -> None:
+def write_atomic(
+    path: Path,
+    data: bytes,
+    *,
+    like: Path | os.stat_result | None = None,
+    dir_fd: int | None = None,
+) -> None:
     """Replace path with data so that readers see the old file or the new one, never half.
 
     The temporary name starts with "." and ends with ".tmp" so that folder watchers (ours
     included) skip it; it is created with os.open so the umask applies, unlike mkstemp's 0600.
-    With `like` (the input the output is made from), the file takes like's permission bits
-    and, where the process may, its group: a group-readable shared inbox gives group-readable
-    outputs. They are set before a byte is written, on a file only its owner can open until
-    then, so neither the temporary file nor the output ever has broader access than `like`.
-    A symlink at `path` is replaced by the file, never followed (rename does not follow).
-    If `like` is gone by then, the umask applies.
+    With `like` (the input the output is made from, or its stat), the file takes like's
+    permission bits and, where the process may, its group: a group-readable shared inbox
+    gives group-readable outputs. They are set before a byte is written, on a file only its
+    owner can open until then, so neither the temporary file nor the output ever has broader
+    access than `like`. A symlink at `path` is replaced by the file, never followed (rename
+    does not follow). If `like` is gone by then, the umask applies.
+    With `dir_fd` (an open folder), the file is written into that very folder under path's
+    name, wherever the folder's path may point by then.
     """
     path = Path(path)
     source = None
-    if like is not None:
+    if isinstance(like, os.stat_result):
+        source = like
+    elif like is not None:
         with suppress(FileNotFoundError):  # gone since it was read: the output still counts
             source = os.stat(like)
-    tmp = path.with_name(f".{path.name[:200]}.{secrets.token_hex(4)}.tmp")
+    tmp_name = f".{path.name[:200]}.{secrets.token_hex(4)}.tmp"
+    # In an open folder, names are taken relative to it; else the paths as given.
+    name = path.name if dir_fd is not None else str(path)
+    tmp = tmp_name if dir_fd is not None else str(path.with_name(tmp_name))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(tmp, flags, 0o666 if source is None else 0o600)
+    fd = os.open(tmp, flags, 0o666 if source is None else 0o600, dir_fd=dir_fd)
     try:
         with os.fdopen(fd, "wb") as f:
             if source is not None:
@@ -430,10 +458,10 @@ def write_atomic(path: Path, data: bytes, *, like: Path | None = None) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except BaseException:
         with suppress(FileNotFoundError):
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
         raise
 
 

@@ -587,7 +587,7 @@ def test_write_atomic_failure_keeps_the_old_file(
     target = tmp_path / "out.png"
     target.write_bytes(b"old")
 
-    def broken_replace(src: str, dst: str) -> None:
+    def broken_replace(src: str, dst: str, **dir_fds: int | None) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
@@ -605,3 +605,16 @@ def test_write_atomic_honours_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o644
+
+
+def test_an_open_file_is_decoded_from_where_it_stands(tmp_path: Path) -> None:
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
+    with open(path, "rb") as stream:
+        decoded = decode(stream, max_pixels=10**6)
+        assert not stream.closed  # the caller's to close
+    assert decoded.source == str(path) and decoded.image.size == (40, 30)
+    (tmp_path / "empty.png").touch()
+    with open(tmp_path / "empty.png", "rb") as stream:
+        with pytest.raises(EmptyImageError, match=r"empty\.png: the file is empty"):
+            decode(stream, max_pixels=10**6)

@@ -1,12 +1,23 @@
 """Where a job may read and write: every path is resolved (symlinks too) and confined to
-the configured roots, so a payload can never make a worker touch another file."""
+the configured roots, so a payload can never make a worker touch another file.
+
+A check on a path and the use of that path are two moments: whoever can write in a shared
+folder could swap a file or a folder for a symlink in between. So inputs are opened without
+following a final symlink and output folders are opened as folders, and what was actually
+opened is checked again (Linux's /proc/self/fd, macOS's F_GETPATH) before a byte is read or
+written through it.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from worker.jobs import JobError
 
@@ -19,11 +30,31 @@ def confine(raw: str, base: Path, roots: Sequence[Path]) -> Path:
     """The real path of `raw` (relative to `base`), refused unless it lies under a root."""
     path = Path(raw)
     real = Path(os.path.realpath(path if path.is_absolute() else base / path))
-    for root in roots:
-        real_root = Path(os.path.realpath(root))
-        if real == real_root or real.is_relative_to(real_root):
-            return real
-    raise PathRefused(f"{raw}: refused, outside the allowed folders")
+    if not _under(real, roots):
+        raise PathRefused(f"{raw}: refused, outside the allowed folders")
+    return real
+
+
+def _under(real: Path, roots: Sequence[Path]) -> bool:
+    return any(real.is_relative_to(os.path.realpath(root)) for root in roots)
+
+
+def opened_path(fd: int) -> Path | None:
+    """Where an open file or folder really is; None where the system cannot tell."""
+    if sys.platform == "darwin":
+        import fcntl
+
+        return Path(os.fsdecode(fcntl.fcntl(fd, fcntl.F_GETPATH, bytes(1024)).rstrip(b"\0")))
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
+
+
+def _check_opened(fd: int, raw: str, roots: Sequence[Path]) -> None:
+    where = opened_path(fd)
+    if where is not None and not _under(where, roots):
+        raise PathRefused(f"{raw}: refused, moved outside the allowed folders while in use")
 
 
 def input_file(raw: str, inbox: Path, roots: Sequence[Path]) -> Path:
@@ -56,3 +87,46 @@ def output_file(raw: str, outbox: Path, roots: Sequence[Path]) -> Path:
         raise PathRefused(f"{raw}: not a file name")
     folder = confine(str(path.parent), outbox, roots)
     return folder / path.name
+
+
+_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_input(path: Path, raw: str, roots: Sequence[Path]) -> tuple[BinaryIO, os.stat_result]:
+    """Open a file that `input_file` let through, and its stat: refused if it has become a
+    symlink, a non-file or a file outside the roots since (O_NONBLOCK: a FIFO put there
+    meanwhile cannot block the worker)."""
+    flags = _READ | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise JobError(f"{raw}: no such file") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            raise PathRefused(f"{raw}: refused, replaced by a symlink while in use") from None
+        raise JobError(f"{raw}: cannot read ({exc.strerror})") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise JobError(f"{raw}: not a regular file")
+        _check_opened(fd, raw, roots)
+        return os.fdopen(fd, "rb"), info
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextmanager
+def output_folder(folder: Path, roots: Sequence[Path]) -> Iterator[int | None]:
+    """An open handle on a folder that `output_file` let through, checked again once open:
+    what is written through it lands in that folder even if its path is swapped afterwards.
+    None where folders cannot be opened (Windows): the path is used as checked."""
+    if not hasattr(os, "O_DIRECTORY"):
+        yield None
+        return
+    fd = os.open(folder, _READ | os.O_DIRECTORY)
+    try:
+        _check_opened(fd, str(folder), roots)
+        yield fd
+    finally:
+        os.close(fd)

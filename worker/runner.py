@@ -3,19 +3,27 @@ options merged over the settings, the result written atomically or returned as b
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cutout.images import ImageInput, write_atomic
+from cutout.images import Decoded, ImageInput, write_atomic
 from cutout.pipeline import RemovalOptions, Remover, output_format
 from cutout.session import Session
 from cutout.specs import parse_background
 from settings import Settings, engine
 from worker.jobs import RemoveJob
-from worker.paths import confine, input_file, mirrored_output, output_file
+from worker.paths import (
+    confine,
+    input_file,
+    mirrored_output,
+    open_input,
+    output_file,
+    output_folder,
+)
 
 _OPTION_FIELDS = ("only_mask", "crop", "crop_margin", "post_process_mask", "refine")
 _MAX_REMOVERS = 16
@@ -56,15 +64,26 @@ class JobRunner:
         target = self._target(job, source, fmt)
         model = job.model or settings.model
         remover = self._remover(model, self._options(job))
-        decoded = remover.decode(source, job.label)
+        decoded, info = self._decode(remover, source, job)
         result = remover.encode(remover.cut_out(decoded), fmt, decoded.source)
         if target is not None:
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(target, result, like=source if isinstance(source, Path) else None)
+            with output_folder(target.parent, settings.roots) as folder:
+                write_atomic(target, result, like=info, dir_fd=folder)
         keep = job.return_bytes or target is None
         pixels = decoded.image.width * decoded.image.height
         duration = time.monotonic() - started
         return Outcome(target, result if keep else None, model, duration, pixels)
+
+    def _decode(
+        self, remover: Remover, source: ImageInput, job: RemoveJob
+    ) -> tuple[Decoded, os.stat_result | None]:
+        """The decoded input, and the input file's stat (its access goes to the output)."""
+        if not isinstance(source, Path):
+            return remover.decode(source, job.label), None
+        stream, info = open_input(source, job.label, self.settings.roots)
+        with stream:
+            return remover.decode(stream, job.label), info
 
     def _target(self, job: RemoveJob, source: ImageInput, fmt: str) -> Path | None:
         settings = self.settings
