@@ -615,6 +615,8 @@ def test_an_open_file_is_decoded_from_where_it_stands(tmp_path: Path) -> None:
         assert not stream.closed  # the caller's to close
     assert decoded.source == str(path) and decoded.image.size == (40, 30)
     (tmp_path / "empty.png").touch()
-    with open(tmp_path / "empty.png", "rb") as stream:
-        with pytest.raises(EmptyImageError, match=r"empty\.png: the file is empty"):
-            decode(stream, max_pixels=10**6)
+    with (
+        open(tmp_path / "empty.png", "rb") as stream,
+        pytest.raises(EmptyImageError, match=r"empty\.png: the file is empty"),
+    ):
+        decode(stream, max_pixels=10**6)

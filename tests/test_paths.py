@@ -72,9 +72,11 @@ def test_an_output_folder_swapped_for_a_symlink_after_the_check_gets_nothing(
     target = output_file("shoes/red.png", folders["outbox"], roots(folders))
     (folders["outbox"] / "shoes").rename(folders["outbox"] / "moved")
     (folders["outbox"] / "shoes").symlink_to(folders["outside"])
-    with pytest.raises(PathRefused, match="moved outside the allowed folders"):
-        with output_folder(target.parent, roots(folders)) as fd:
-            write_atomic(target, b"cut-out", dir_fd=fd)
+    with (
+        pytest.raises(PathRefused, match="moved outside the allowed folders"),
+        output_folder(target.parent, roots(folders)) as fd,
+    ):
+        write_atomic(target, b"cut-out", dir_fd=fd)
     assert sorted(p.name for p in folders["outside"].iterdir()) == ["secret.jpg"]
 
 
