@@ -90,15 +90,16 @@ def test_worker_submit_and_status_over_tls(
         worker.stop()
 
 
-def test_worker_given_the_wrong_ca_stops_at_once_with_the_reason(
-    tls: Tls, model_path: Path, tmp_path: Path
+@pytest.mark.parametrize("command", [["worker", "-c", "1"], ["watch"], ["up"]])
+def test_given_the_wrong_ca_the_service_stops_at_once_with_the_reason(
+    tls: Tls, model_path: Path, tmp_path: Path, command: list[str]
 ) -> None:
     worker = make_worker(
         tmp_path, tls.url, model_path.parent, CUTOUT_REDIS_CA_FILE=str(tls.stranger.cert)
     )
     relayed = tls.proxy.relayed
     done = subprocess.run(
-        [sys.executable, "-m", "cutout", "worker", "-c", "1"],
+        [sys.executable, "-m", "cutout", *command],
         env=worker.env,
         capture_output=True,
         text=True,

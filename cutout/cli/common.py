@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,8 +11,9 @@ from typing import NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import click
+import redis
 
-from cutout.errors import CutoutError, ImageError, ModelError, OutputFormatError
+from cutout.errors import ConfigError, CutoutError, ImageError, ModelError, OutputFormatError
 from settings import Settings, SettingsError, load_settings
 
 # Exit codes, documented in README.md ("Exit codes").
@@ -119,3 +121,27 @@ def mask_url(url: str) -> str:
 
 
 ProgressCallback = Callable[[int], None]
+
+
+class RedisTlsError(ConfigError):
+    """A rediss:// Redis failed the TLS handshake: an untrusted certificate, or no TLS there."""
+
+
+def check_tls(settings: Settings) -> None:
+    """Fail now when a rediss:// Redis fails the TLS handshake: that is a setting to fix,
+    not an outage to wait out (Celery would retry 100 times over several minutes)."""
+    for url in dict.fromkeys((settings.broker_url, settings.status_url)):
+        if not url.startswith("rediss://"):
+            continue
+        try:
+            with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5) as client:
+                client.ping()
+        except redis.ConnectionError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ssl.SSLError):
+                raise RedisTlsError(
+                    f"{mask_url(url)}: TLS handshake failed: {cause}; is the server's CA in "
+                    "CUTOUT_REDIS_CA_FILE (or the URL's ssl_ca_certs), and does its "
+                    "certificate name this host?"
+                ) from exc
+            # Unreachable for now: the command's own retries on start-up take it from here.

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from cutout.cli import supervisor
-from cutout.cli.common import get_settings, reporting, state
+from cutout.cli.common import check_tls, get_settings, reporting, state
 from settings import Settings
 
 FOLDER = click.Path(file_okay=False, path_type=Path)
@@ -82,6 +82,7 @@ def up_command(
         logging.getLogger(supervisor.__name__).setLevel(logging.INFO)
     password = flower_password(settings) if with_flower else None
     with reporting(ctx):
+        check_tls(settings)
         code = supervisor.serve(
             settings,
             # Unconfigured, the broker URL is the default address, where a Redis may run.

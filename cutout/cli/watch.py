@@ -8,7 +8,7 @@ from types import FrameType
 
 import click
 
-from cutout.cli.common import get_settings, reporting
+from cutout.cli.common import check_tls, get_settings, reporting
 from settings import Settings
 from watcher.daemon import WatchConfig, Watcher
 from worker.client import Client
@@ -45,6 +45,7 @@ def watch_command(ctx: click.Context, /) -> None:
 
     _console_logging()
     with reporting(ctx), Client.from_settings(settings) as client:
+        check_tls(settings)
         watcher = Watcher(watch_config(settings), client)
 
         def stop(signum: int, frame: FrameType | None) -> None:
