@@ -378,3 +378,17 @@ def test_submit_to_an_unreachable_broker_is_one_line_and_exit_3(
     assert result.exit_code == 3
     assert result.stderr.startswith("cutout: error: cannot reach Redis at redis://:***@127.0.0.1:1")
     assert len(result.stderr.strip().splitlines()) == 1 and "secret" not in result.output
+
+
+def test_update_if_changes_only_a_record_in_that_state(store: StatusStore) -> None:
+    job = new_id()
+    assert store.update_if(job, "queued", "failed", error="x") is None  # no record yet
+    assert store.get(job) is None
+    store.update(job, "queued", input="a.jpg")
+    store.update(job, "started")
+    assert store.update_if(job, "queued", "failed", error="not queued") is None
+    assert store.get(job).state == "started"  # type: ignore[union-attr]
+    other = new_id()
+    store.update(other, "queued", input="b.jpg")
+    changed = store.update_if(other, "queued", "failed", error="not queued")
+    assert changed is not None and changed.state == "failed" and changed.input == "b.jpg"

@@ -555,3 +555,22 @@ def send_raw(worker: Worker, kwargs: dict[str, object]) -> str:
     with Celery(broker=worker.settings.broker_url) as app:
         app.send_task(TASK_NAME, kwargs=kwargs, task_id=job_id, queue=worker.settings.queue)
     return job_id
+
+
+def test_a_job_the_broker_never_took_is_not_left_queued(redis_url: str, tmp_path: Path) -> None:
+    # The broker is down, the status Redis is not: the app gets the error, and the record
+    # says the job was never queued instead of "queued" for a day.
+    from settings import load_settings
+
+    settings = load_settings(
+        broker_url=f"redis://127.0.0.1:{free_port()}/0",
+        result_backend=redis_url,
+        inbox=tmp_path,
+    )
+    with Client.from_settings(settings) as client:
+        job_id = str(uuid.uuid4())
+        with pytest.raises(Exception, match="(?i)connect"):
+            client.submit(tmp_path / "a.jpg", job_id=job_id)
+        record = client.status.get(job_id)
+    assert record is not None and record.state == "failed"
+    assert record.error is not None and record.error.startswith("not queued: ")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -96,14 +97,25 @@ class Client:
         # Recorded before sending, so a fast worker's "started" is never overwritten.
         self.status.update(job_id, "queued", input=job.label, output=job.output_path)
         kwargs = job.model_dump(exclude_none=True)
-        self.app.send_task(
-            TASK_NAME,
-            kwargs=kwargs,
-            task_id=job_id,
-            queue=self.queue,
-            kwargsrepr=readable(kwargs),
-        )
+        try:
+            self.app.send_task(
+                TASK_NAME,
+                kwargs=kwargs,
+                task_id=job_id,
+                queue=self.queue,
+                kwargsrepr=readable(kwargs),
+            )
+        except Exception as exc:  # kombu's and redis-py's errors have no common base
+            self._unsent(job_id, exc)
+            raise
         return job_id
+
+    def _unsent(self, job_id: str, exc: Exception) -> None:
+        """A record left "queued" for a job that never reached the broker would say so for a
+        day: it says what happened instead (unless a worker has it after all: a publish can
+        fail after the broker took the message). Re-sending the same id runs the job."""
+        with suppress(Exception):  # the status Redis may be the one that is down
+            self.status.update_if(job_id, "queued", "failed", error=f"not queued: {exc}")
 
     def _result(self, record: JobRecord) -> JobResult:
         data = self.status.fetch_result(record.id) if record.has_bytes else None

@@ -92,6 +92,20 @@ class StatusStore:
 
     def update(self, job_id: str, state: State, **fields: Any) -> JobRecord:
         """Merge `fields` into the job's record, record the event; returns the merged record."""
+        record = self._update(job_id, state, fields, only_from=None)
+        assert record is not None  # only a condition leaves a record alone
+        return record
+
+    def update_if(
+        self, job_id: str, only_from: State, state: State, **fields: Any
+    ) -> JobRecord | None:
+        """As `update`, but only while the record is in state `only_from`; else None and
+        nothing written (a worker got there first)."""
+        return self._update(job_id, state, fields, only_from=only_from)
+
+    def _update(
+        self, job_id: str, state: State, fields: Mapping[str, Any], only_from: State | None
+    ) -> JobRecord | None:
         _check_fields(fields)
         key = self._job_key(job_id)
         with self.client.pipeline(transaction=True) as pipe:
@@ -99,16 +113,26 @@ class StatusStore:
                 try:
                     # WATCH makes EXEC fail if another writer came between our read and write.
                     pipe.watch(key)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
-                    record = self._write(pipe, key, job_id, state, fields)
+                    record = self._write(pipe, key, job_id, state, fields, only_from=only_from)
                     pipe.execute()
                     return record
                 except redis.WatchError:
                     continue
 
     def _write(
-        self, pipe: Pipeline, key: str, job_id: str, state: State, fields: Mapping[str, Any]
-    ) -> JobRecord:
+        self,
+        pipe: Pipeline,
+        key: str,
+        job_id: str,
+        state: State,
+        fields: Mapping[str, Any],
+        *,
+        only_from: State | None,
+    ) -> JobRecord | None:
         old = _decode(key, pipe.hgetall(key)) or None  # runs at once: the pipe is WATCHing
+        if only_from is not None and (old is None or old.get("state") != only_from):
+            pipe.multi()  # an empty transaction: EXEC still ends the WATCH
+            return None
         now = _now()
         record, changed = _merge(job_id, old, state, fields, now)
         pipe.multi()
