@@ -62,9 +62,9 @@ def remove(
 ) -> bytes | Image.Image | np.ndarray:
     """Remove the background of one image.
 
-    The result has the input's kind: bytes in (or a file path) -> encoded bytes out
-    (`format`: png, webp or jpg); a PIL image in -> a PIL image out; a numpy array in -> a
-    numpy array out.
+    The result has the input's kind: bytes in (or a file path, or a binary file open for
+    reading) -> encoded bytes out (`format`: png, webp or jpg); a PIL image in -> a PIL
+    image out; a numpy array in -> a numpy array out.
     """
     options = RemovalOptions(
         background=parse_background(background),
@@ -78,7 +78,7 @@ def remove(
         max_pixels=max_pixels,
     )
     remover = Remover(session or new_session(), options)
-    if isinstance(data, bytes | str | os.PathLike):
+    if isinstance(data, bytes | str | os.PathLike) or hasattr(data, "read"):
         return remover.process(data, parse_format(format))
     result = remover.cut_out(remover.decode(data))
     if isinstance(data, np.ndarray):

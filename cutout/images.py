@@ -99,7 +99,8 @@ def decode(data: ImageInput, *, max_pixels: int, source: str | None = None) -> D
         return _decode_stream(io.BytesIO(data), name, max_pixels)
     if hasattr(data, "read"):  # an open binary file: read from where it stands, not closed
         stream = cast(IO[bytes], data)
-        name = source or str(getattr(stream, "name", "<stream>"))
+        named = getattr(stream, "name", None)  # a path, or an int for os.fdopen's files
+        name = source or (os.fsdecode(named) if isinstance(named, str | bytes) else "<stream>")
         with suppress(AttributeError, OSError):  # not every stream is a file
             _check_not_empty(stream.fileno(), name)
         return _decode_stream(stream, name, max_pixels)
