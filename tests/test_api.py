@@ -38,11 +38,11 @@ def test_path_in_encoded_bytes_out(session: Session) -> None:
         assert (image.format, image.mode) == ("WEBP", "RGB")
 
 
-
 def test_open_file_in_the_same_bytes_out_as_its_path(session: Session) -> None:
     with open(DOG, "rb") as stream:
         out = cutout.remove(stream, session=session)
     assert out == cutout.remove(DOG, session=session)
+
 
 def test_pil_in_pil_out_and_input_untouched(session: Session, dog: Image.Image) -> None:
     before = np.asarray(dog).copy()
