@@ -72,6 +72,7 @@ class _ProcessState:
         metrics.MODEL_LOAD_SECONDS.set(time.monotonic() - started)
         info = {
             "hostname": self.hostname,
+            "host": socket.gethostname(),  # the machine (or container), for `cutout health`
             "pid": os.getpid(),
             "model": session.spec.name,
             "providers": list(session.providers),

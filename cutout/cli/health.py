@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,6 +32,21 @@ def ping(url: str) -> tuple[bool, str]:
     except (redis.RedisError, OSError) as exc:
         return False, f"{mask_url(url)}: {exc}"
     return True, mask_url(url)
+
+
+def still_running(record: dict[str, Any]) -> bool:
+    """False for the heartbeat of a process on this machine that is gone (killed before its
+    record expired, up to 30 s later); records from other machines are taken as they are."""
+    pid = record.get("pid")
+    if record.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: is there such a process?
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # there is, under another user
+        return True
+    return True
 
 
 def worker_checks(workers: list[dict[str, Any]], host: str | None) -> list[Check]:
@@ -78,7 +95,8 @@ def run_checks(
         return checks
     with redis.Redis.from_url(settings.status_url, socket_timeout=3) as client:
         presence = Presence(client)
-        workers = worker_checks(presence.alive("worker"), worker_host)
+        alive = [w for w in presence.alive("worker") if still_running(w)]
+        workers = worker_checks(alive, worker_host)
         for check in workers:
             check.required = need_worker
         checks += workers
