@@ -203,8 +203,12 @@ def test_broken_input_goes_to_failed_with_its_reason(worker: Worker, folders: Wa
         shutil.copy(DOG, folders.inbox / "good.jpg")
         wait_until_settled(folders, ["good.jpg"], ["notes.txt", "sub/broken.jpg"])
         note = json.loads((folders.failed / "sub" / "broken.jpg.error.json").read_text())
-        assert "truncated" in note["error"] and "broken.jpg" in note["error"]
+        # Named as the user knows it (its path in the inbox), not by the claim's inner path.
+        assert note["error"].startswith("sub/broken.jpg: truncated"), note["error"]
         assert note["job_id"] and note["time"] and note["attempts"] == 1
+        with Client.from_settings(worker.settings) as client:
+            record = client.status.get(note["job_id"])
+        assert record is not None and record.input == "sub/broken.jpg"
     finally:
         watcher.stop()
 
@@ -438,3 +442,14 @@ def test_file_name_that_is_not_utf8_fails_alone_with_its_reason(
         assert watcher.process.poll() is None  # still watching
     finally:
         watcher.stop()
+
+
+def test_a_deep_path_is_named_by_its_end_within_a_jobs_limit() -> None:
+    from watcher.daemon import message_name
+    from worker.jobs import INPUT_NAME_MAX
+
+    deep = Path(*(["folder"] * 60), "photo.jpg")
+    name = message_name(deep)
+    assert len(name) == INPUT_NAME_MAX and name.endswith("/folder/photo.jpg")
+    assert name.startswith("...")
+    assert message_name(Path("shoes/red.jpg")) == "shoes/red.jpg"

@@ -29,7 +29,7 @@ from watcher.names import output_rel
 from watcher.rules import LEDGER
 from watcher.settle import Settler
 from worker.client import Client
-from worker.jobs import JobError, JobRecord
+from worker.jobs import INPUT_NAME_MAX, JobError, JobRecord
 from worker.presence import Presence, keep_beating
 
 log = logging.getLogger("cutout.watcher")
@@ -165,7 +165,10 @@ class Watcher:
     def _send(self, claim: Claim, out: Path) -> None:
         try:
             self.client.submit(
-                claim.path, job_id=claim.job_id, output_path=str(self.config.outbox / out)
+                claim.path,
+                job_id=claim.job_id,
+                output_path=str(self.config.outbox / out),
+                input_name=message_name(claim.rel),
             )
         except UNREACHABLE as exc:
             log.warning("%s: claimed, queue unreachable (%s); will send it later", claim.rel, exc)
@@ -292,3 +295,10 @@ def _utf8(path: Path) -> bool:
 def _failure(job_id: str, reason: str) -> JobRecord:
     """The record of a job that failed here, before any worker saw it."""
     return JobRecord.model_validate({"id": job_id, "state": "failed", "error": reason})
+
+
+def message_name(rel: Path) -> str:
+    """The file's path in the inbox, as messages and status records name it; a path longer
+    than a job's name may be keeps its end, where the file name is."""
+    name = str(rel)
+    return name if len(name) <= INPUT_NAME_MAX else "..." + name[-(INPUT_NAME_MAX - 3) :]

@@ -22,6 +22,7 @@ State = Literal["queued", "started", "retrying", "succeeded", "failed"]
 STATES: tuple[State, ...] = ("queued", "started", "retrying", "succeeded", "failed")
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
 MAX_PATH_CHARS = 4096
+INPUT_NAME_MAX = 255
 
 
 class JobError(CutoutError):
@@ -40,7 +41,9 @@ class RemoveJob(BaseModel):
 
     input_path: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS)
     input_data: str | None = Field(None, description="The image, base64-encoded.")
-    input_name: str | None = Field(None, max_length=255, description="Name used in messages.")
+    input_name: str | None = Field(
+        None, max_length=INPUT_NAME_MAX, description="Name used in messages."
+    )
     output_path: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS)
     return_bytes: bool = False
     model: str | None = None
@@ -100,8 +103,9 @@ class RemoveJob(BaseModel):
 
     @property
     def label(self) -> str:
-        """How the input is named in status records and messages."""
-        return self.input_path or self.input_name or "<inline image>"
+        """How the input is named in status records and messages: the name given, else the
+        path (the watcher names a claimed file by its path in the inbox, not the claim's)."""
+        return self.input_name or self.input_path or "<inline image>"
 
 
 def parse_job(kwargs: dict[str, Any], *, inline_max_bytes: int) -> RemoveJob:
