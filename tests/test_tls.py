@@ -26,7 +26,7 @@ from cutout.cli.main import cli
 from settings import load_settings
 from tests.conftest import EVALSET
 from tests.service import make_worker
-from tests.tls import KeyPair, TlsProxy, make_ca, make_server_cert
+from tests.tls import KeyPair, TlsProxy, make_ca, make_client_cert, make_server_cert
 from worker.app import create_app
 
 DOG = EVALSET / "images" / "3.jpg"
@@ -110,6 +110,7 @@ def test_given_the_wrong_ca_the_service_stops_at_once_with_the_reason(
     assert f"rediss://127.0.0.1:{tls.proxy.port}" in done.stderr
     assert "TLS handshake failed" in done.stderr and "certificate verify failed" in done.stderr
     assert "CUTOUT_REDIS_CA_FILE" in done.stderr
+    assert "ssl_certfile" in done.stderr  # the other half of the advice: a client certificate
     assert tls.proxy.relayed == relayed  # not one connection got past the handshake to Redis
 
 
@@ -125,3 +126,49 @@ def test_celery_checks_the_certificate_when_the_url_says_nothing(tls: Tls) -> No
             connection.ensure_connection(max_retries=1)
     finally:
         app.close()
+
+
+@pytest.fixture(scope="module")
+def mutual(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MutualTls]:
+    """A TLS front that also wants a client certificate from the CA (mutual TLS)."""
+    folder = tmp_path_factory.mktemp("mtls")
+    ca = make_ca(folder, "cutout-mtls-ca")
+    plain = urlsplit(redis_url)
+    assert plain.port is not None
+    proxy = TlsProxy(make_server_cert(folder, ca), plain.port, client_ca=ca)
+    proxy.start()
+    yield MutualTls(
+        proxy, f"rediss://127.0.0.1:{proxy.port}{plain.path}", ca, make_client_cert(folder, ca)
+    )
+    proxy.stop()
+
+
+@dataclass(frozen=True)
+class MutualTls:
+    proxy: TlsProxy
+    url: str
+    ca: KeyPair
+    client: KeyPair  # signed by ca: the certificate the server wants to see
+
+
+def test_a_client_certificate_in_the_urls_serves_worker_and_submit(
+    mutual: MutualTls, model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"{mutual.url}?ssl_certfile={mutual.client.cert}&ssl_keyfile={mutual.client.key}"
+    worker = make_worker(
+        tmp_path / "service", url, model_path.parent, CUTOUT_REDIS_CA_FILE=str(mutual.ca.cert)
+    )
+    worker.start(concurrency=1)
+    try:
+        for name, value in worker.env.items():
+            if name.startswith("CUTOUT_"):
+                monkeypatch.setenv(name, value)
+        source = worker.folders["inbox"] / "mtls" / "dog.jpg"
+        source.parent.mkdir()
+        shutil.copy(DOG, source)
+        submitted = CliRunner().invoke(cli, ["submit", str(source), "--wait", "--json"])
+        assert submitted.exit_code == 0, submitted.output
+        assert json.loads(submitted.stdout)["state"] == "succeeded"
+        assert (worker.folders["outbox"] / "mtls" / "dog.png").is_file()
+    finally:
+        worker.stop()

@@ -35,6 +35,13 @@ subjectAltName = IP:127.0.0.1, DNS:localhost
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 """
+_CLIENT_EXTENSIONS = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
 
 
 @dataclass(frozen=True)
@@ -86,15 +93,26 @@ def make_server_cert(folder: Path, ca: KeyPair) -> KeyPair:
     return _signed(folder, "server", _SERVER_EXTENSIONS, ca)
 
 
+def make_client_cert(folder: Path, ca: KeyPair) -> KeyPair:
+    """A client certificate (for mutual TLS), signed by `ca`."""
+    return _signed(folder, "client", _CLIENT_EXTENSIONS, ca)
+
+
 class TlsProxy:
     """Accepts TLS on a loopback port and relays each connection to a plain Redis.
 
     Counts the connections relayed: only those whose TLS handshake succeeded reach Redis.
+    With `client_ca`, a client must show a certificate signed by it (mutual TLS).
     """
 
-    def __init__(self, server: KeyPair, upstream_port: int) -> None:
+    def __init__(
+        self, server: KeyPair, upstream_port: int, *, client_ca: KeyPair | None = None
+    ) -> None:
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(server.cert, server.key)
+        if client_ca is not None:
+            self.context.verify_mode = ssl.CERT_REQUIRED
+            self.context.load_verify_locations(client_ca.cert)
         self.upstream_port = upstream_port
         self.port = free_port()
         self.relayed = 0

@@ -139,9 +139,19 @@ def check_tls(settings: Settings) -> None:
         except redis.ConnectionError as exc:
             cause = exc.__context__
             if isinstance(cause, ssl.SSLError):
+                # A server that wants a client certificate (Redis's tls-auth-clients) and
+                # gets none closes the connection: the client sees an EOF, not a reason.
+                client_cert = (
+                    ""
+                    if "ssl_certfile=" in url
+                    else (
+                        "; or does the server want a client certificate (ssl_certfile and "
+                        "ssl_keyfile in the URL)?"
+                    )
+                )
                 raise RedisTlsError(
                     f"{mask_url(url)}: TLS handshake failed: {cause}; is the server's CA in "
                     "CUTOUT_REDIS_CA_FILE (or the URL's ssl_ca_certs), and does its "
-                    "certificate name this host?"
+                    f"certificate name this host?{client_cert}"
                 ) from exc
             # Unreachable for now: the command's own retries on start-up take it from here.
