@@ -73,7 +73,29 @@ def test_an_output_folder_swapped_for_a_symlink_after_the_check_gets_nothing(
     (folders["outbox"] / "shoes").rename(folders["outbox"] / "moved")
     (folders["outbox"] / "shoes").symlink_to(folders["outside"])
     with (
-        pytest.raises(PathRefused, match="moved outside the allowed folders"),
+        pytest.raises(PathRefused, match="shoes was replaced by a symlink"),
+        output_folder(target.parent, roots(folders)) as fd,
+    ):
+        write_atomic(target, b"cut-out", dir_fd=fd)
+    assert sorted(p.name for p in folders["outside"].iterdir()) == ["secret.jpg"]
+
+
+def test_missing_output_folders_are_made_inside_the_roots(folders: dict[str, Path]) -> None:
+    target = output_file("a/b/c/red.png", folders["outbox"], roots(folders))
+    with output_folder(target.parent, roots(folders)) as fd:
+        write_atomic(target, b"cut-out", dir_fd=fd)
+    assert (folders["outbox"] / "a" / "b" / "c" / "red.png").read_bytes() == b"cut-out"
+
+
+def test_a_folder_made_a_symlink_before_the_worker_makes_it_gets_nothing(
+    folders: dict[str, Path],
+) -> None:
+    # Checked while "a" did not exist yet; then someone makes it a symlink out. Making the
+    # folders by path (mkdir -p) would create outside/b; walking them does not.
+    target = output_file("a/b/red.png", folders["outbox"], roots(folders))
+    (folders["outbox"] / "a").symlink_to(folders["outside"])
+    with (
+        pytest.raises(PathRefused, match="a was replaced by a symlink"),
         output_folder(target.parent, roots(folders)) as fd,
     ):
         write_atomic(target, b"cut-out", dir_fd=fd)

@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -118,14 +118,38 @@ def open_input(path: Path, raw: str, roots: Sequence[Path]) -> tuple[BinaryIO, o
 
 @contextmanager
 def output_folder(folder: Path, roots: Sequence[Path]) -> Iterator[int | None]:
-    """An open handle on a folder that `output_file` let through, checked again once open:
-    what is written through it lands in that folder even if its path is swapped afterwards.
-    None where folders cannot be opened (Windows): the path is used as checked."""
+    """An open handle on a folder that `output_file` let through, made where missing: reached
+    from the root it lies under one name at a time, each made if missing and opened without
+    following a symlink, so a folder swapped for a symlink since the check is refused, and
+    nothing is made outside the roots. What is written through the handle lands in that
+    folder even if its path is swapped afterwards. None where folders cannot be opened this
+    way (Windows): the folder is made and used by its path, as checked."""
     if not hasattr(os, "O_DIRECTORY"):
+        folder.mkdir(parents=True, exist_ok=True)
         yield None
         return
-    fd = os.open(folder, _READ | os.O_DIRECTORY)
+    root = next(
+        (real for r in roots if folder.is_relative_to(real := Path(os.path.realpath(r)))), None
+    )
+    if root is None:
+        raise PathRefused(f"{folder}: refused, outside the allowed folders")
+    fd = os.open(root, _READ | os.O_DIRECTORY)
     try:
+        for name in folder.relative_to(root).parts:
+            with suppress(FileExistsError):
+                os.mkdir(name, dir_fd=fd)
+            try:
+                inner = os.open(name, _READ | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                # Linux says ENOTDIR for a symlink here, as for a file in the way; only the
+                # symlink is refused (a file in the way is an I/O error: retried).
+                if stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise PathRefused(
+                        f"{folder}: refused, {name} was replaced by a symlink while in use"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = inner
         _check_opened(fd, str(folder), roots)
         yield fd
     finally:

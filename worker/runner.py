@@ -67,7 +67,6 @@ class JobRunner:
         decoded, info = self._decode(remover, source, job)
         result = remover.encode(remover.cut_out(decoded), fmt, decoded.source)
         if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
             with output_folder(target.parent, settings.roots) as folder:
                 write_atomic(target, result, like=info, dir_fd=folder)
         keep = job.return_bytes or target is None
