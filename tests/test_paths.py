@@ -30,6 +30,15 @@ def roots(folders: dict[str, Path]) -> list[Path]:
     return [folders["inbox"], folders["outbox"]]
 
 
+def assert_refused_and_nothing_outside(target: Path, folders: dict[str, Path], reason: str) -> None:
+    with (
+        pytest.raises(PathRefused, match=reason),
+        output_folder(target.parent, roots(folders)) as fd,
+    ):
+        write_atomic(target, b"cut-out", dir_fd=fd)
+    assert sorted(p.name for p in folders["outside"].iterdir()) == ["secret.jpg"]
+
+
 def test_the_checked_input_is_opened_with_its_stat(folders: dict[str, Path]) -> None:
     source = folders["inbox"] / "a.jpg"
     source.write_bytes(b"image bytes")
@@ -72,12 +81,7 @@ def test_an_output_folder_swapped_for_a_symlink_after_the_check_gets_nothing(
     target = output_file("shoes/red.png", folders["outbox"], roots(folders))
     (folders["outbox"] / "shoes").rename(folders["outbox"] / "moved")
     (folders["outbox"] / "shoes").symlink_to(folders["outside"])
-    with (
-        pytest.raises(PathRefused, match="shoes was replaced by a symlink"),
-        output_folder(target.parent, roots(folders)) as fd,
-    ):
-        write_atomic(target, b"cut-out", dir_fd=fd)
-    assert sorted(p.name for p in folders["outside"].iterdir()) == ["secret.jpg"]
+    assert_refused_and_nothing_outside(target, folders, "shoes was replaced by a symlink")
 
 
 def test_missing_output_folders_are_made_inside_the_roots(folders: dict[str, Path]) -> None:
@@ -94,12 +98,7 @@ def test_a_folder_made_a_symlink_before_the_worker_makes_it_gets_nothing(
     # folders by path (mkdir -p) would create outside/b; walking them does not.
     target = output_file("a/b/red.png", folders["outbox"], roots(folders))
     (folders["outbox"] / "a").symlink_to(folders["outside"])
-    with (
-        pytest.raises(PathRefused, match="a was replaced by a symlink"),
-        output_folder(target.parent, roots(folders)) as fd,
-    ):
-        write_atomic(target, b"cut-out", dir_fd=fd)
-    assert sorted(p.name for p in folders["outside"].iterdir()) == ["secret.jpg"]
+    assert_refused_and_nothing_outside(target, folders, "a was replaced by a symlink")
 
 
 def test_an_output_folder_swapped_once_open_still_gets_the_file(
