@@ -3,9 +3,9 @@ the configured roots, so a payload can never make a worker touch another file.
 
 A check on a path and the use of that path are two moments: whoever can write in a shared
 folder could swap a file or a folder for a symlink in between. So inputs are opened without
-following a final symlink and output folders are opened as folders, and what was actually
-opened is checked again (Linux's /proc/self/fd, macOS's F_GETPATH) before a byte is read or
-written through it.
+following a final symlink, output folders are reached from their root one name at a time
+without following any, and what was actually opened is checked again (Linux's
+/proc/self/fd, macOS's F_GETPATH) before a byte is read or written through it.
 """
 
 from __future__ import annotations
