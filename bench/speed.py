@@ -21,6 +21,7 @@ import argparse
 import json
 import operator
 import os
+import platform
 import signal
 import statistics
 import subprocess
@@ -379,6 +380,19 @@ def markdown(
     return "\n".join(lines)
 
 
+def cpu_name() -> str:
+    """The processor's name: the ratios depend on it (the model's share of the time differs
+    from one CPU to another: README "Performance")."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def parse(argv: list[str] | None) -> Plan:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -419,6 +433,8 @@ def main(argv: list[str] | None = None) -> None:
     plan = parse(argv)
     # Stopped with SIGTERM, still stop the service we started (the `finally` blocks run).
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    import onnxruntime
+
     from cutout import store
     from cutout.models import get_model
     from settings import load_settings
@@ -445,6 +461,8 @@ def main(argv: list[str] | None = None) -> None:
         "cores": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
+        "cpu": cpu_name(),
+        "onnxruntime": onnxruntime.__version__,
         "cutout p": table.get("cutout-p", {}).get("config", ""),
         "settle (s)": plan.settle if plan.settle is not None else "default",
         "load average during the run": f"{min(raw['loads']):.2f}-{max(raw['loads']):.2f}",
