@@ -85,7 +85,12 @@ class Remover:
 
     def process(self, data: ImageInput, fmt: str, source: str | None = None) -> bytes:
         decoded = self.decode(data, source)
-        return self.encode(self.cut_out(decoded), fmt, decoded.source)
+        name = decoded.source
+        result = self.cut_out(decoded)
+        # Encoding needs only the result: letting the input go first lowers a 12 MP image's
+        # peak memory by its ~48 MB (README "Performance").
+        del decoded
+        return self.encode(result, fmt, name)
 
 
 def output_format(path: str | Path | None, requested: str | None, default: str) -> str:

@@ -65,12 +65,15 @@ class JobRunner:
         model = job.model or settings.model
         remover = self._remover(model, self._options(job))
         decoded, info = self._decode(remover, source, job)
-        result = remover.encode(remover.cut_out(decoded), fmt, decoded.source)
+        pixels = decoded.image.width * decoded.image.height
+        image = remover.cut_out(decoded)
+        del decoded  # as in Remover.process: the input's pixels go before the encoding
+        result = remover.encode(image, fmt, job.label)
+        del image
         if target is not None:
             with output_folder(target.parent, settings.roots) as folder:
                 write_atomic(target, result, like=info, dir_fd=folder)
         keep = job.return_bytes or target is None
-        pixels = decoded.image.width * decoded.image.height
         duration = time.monotonic() - started
         return Outcome(target, result if keep else None, model, duration, pixels)
 
