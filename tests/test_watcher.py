@@ -444,12 +444,14 @@ def test_file_name_that_is_not_utf8_fails_alone_with_its_reason(
         watcher.stop()
 
 
-def test_a_deep_path_is_named_by_its_end_within_a_jobs_limit() -> None:
+def test_a_deep_path_is_named_in_full_and_by_its_end_beyond_a_jobs_limit() -> None:
     from watcher.daemon import message_name
     from worker.jobs import INPUT_NAME_MAX
 
-    deep = Path(*(["folder"] * 60), "photo.jpg")
-    name = message_name(deep)
+    deep = Path(*(["folder"] * 60), "photo.jpg")  # 429 characters
+    assert message_name(deep) == str(deep)
+    deeper = Path(*(["folder"] * 700), "photo.jpg")
+    name = message_name(deeper)
     assert len(name) == INPUT_NAME_MAX and name.endswith("/folder/photo.jpg")
     assert name.startswith("...")
     assert message_name(Path("shoes/red.jpg")) == "shoes/red.jpg"

@@ -22,7 +22,7 @@ State = Literal["queued", "started", "retrying", "succeeded", "failed"]
 STATES: tuple[State, ...] = ("queued", "started", "retrying", "succeeded", "failed")
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
 MAX_PATH_CHARS = 4096
-INPUT_NAME_MAX = 255
+INPUT_NAME_MAX = MAX_PATH_CHARS  # a path in the inbox, however deep, is named in full
 
 
 class JobError(CutoutError):
