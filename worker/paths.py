@@ -30,13 +30,16 @@ def confine(raw: str, base: Path, roots: Sequence[Path]) -> Path:
     """The real path of `raw` (relative to `base`), refused unless it lies under a root."""
     path = Path(raw)
     real = Path(os.path.realpath(path if path.is_absolute() else base / path))
-    if not _under(real, roots):
+    if _root_of(real, roots) is None:
         raise PathRefused(f"{raw}: refused, outside the allowed folders")
     return real
 
 
-def _under(real: Path, roots: Sequence[Path]) -> bool:
-    return any(real.is_relative_to(os.path.realpath(root)) for root in roots)
+def _root_of(real: Path, roots: Sequence[Path]) -> Path | None:
+    """The real path of the first root that `real` lies under; None if none."""
+    return next(
+        (r for root in roots if real.is_relative_to(r := Path(os.path.realpath(root)))), None
+    )
 
 
 def opened_path(fd: int) -> Path | None:
@@ -53,7 +56,7 @@ def opened_path(fd: int) -> Path | None:
 
 def _check_opened(fd: int, raw: str, roots: Sequence[Path]) -> None:
     where = opened_path(fd)
-    if where is not None and not _under(where, roots):
+    if where is not None and _root_of(where, roots) is None:
         raise PathRefused(f"{raw}: refused, moved outside the allowed folders while in use")
 
 
@@ -128,9 +131,7 @@ def output_folder(folder: Path, roots: Sequence[Path]) -> Iterator[int | None]:
         folder.mkdir(parents=True, exist_ok=True)
         yield None
         return
-    root = next(
-        (real for r in roots if folder.is_relative_to(real := Path(os.path.realpath(r)))), None
-    )
+    root = _root_of(folder, roots)
     if root is None:
         raise PathRefused(f"{folder}: refused, outside the allowed folders")
     fd = os.open(root, _READ | os.O_DIRECTORY)
