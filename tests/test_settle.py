@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from watcher.complete import is_whole
-from watcher.settle import Settler
+from watcher.settle import CLOSED_QUIET_SECONDS, Settler
 
 FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp"}
 
@@ -48,7 +48,7 @@ def test_formats_without_an_end_and_odd_files_are_unknown(tmp_path: Path) -> Non
     assert is_whole(tmp_path / "gone.jpg") is False
 
 
-def test_settler_takes_a_let_go_whole_file_at_once(tmp_path: Path) -> None:
+def test_settler_takes_a_whole_file_renamed_into_place_at_once(tmp_path: Path) -> None:
     settler = Settler(60.0)
     done = tmp_path / "done.jpg"
     done.write_bytes(encoded("JPEG"))
@@ -57,21 +57,64 @@ def test_settler_takes_a_let_go_whole_file_at_once(tmp_path: Path) -> None:
     tiff = tmp_path / "done.tif"
     tiff.write_bytes(encoded("TIFF"))
     for path in (done, half, tiff):
-        settler.offer(path, done_writing=True)
+        settler.offer(path, "renamed")
     assert [p for p, _ in settler.ready(10)] == [done]
     assert len(settler) == 2  # the cut JPEG and the TIFF wait the settle time
+
+
+def test_a_closed_file_waits_a_quiet_time_that_each_change_restarts(tmp_path: Path) -> None:
+    # shutil.copy closes the file, then sets its mode by path: taken in between, the
+    # writer's chmod fails. The quiet time covers that gap; the chmod starts it again.
+    settler = Settler(60.0)
+    path = tmp_path / "a.jpg"
+    path.write_bytes(encoded("JPEG"))
+    settler.offer(path, "closed")
+    start = time.monotonic()
+    assert settler.ready(10, now=start) == []
+    quiet = start + CLOSED_QUIET_SECONDS
+    os.chmod(path, 0o640)  # the copy tool's copymode: a new ctime, and an event
+    settler.offer(path, "changed")
+    assert settler.ready(10, now=quiet) == []  # restarted: the mode changed just now
+    assert settler.ready(10, now=quiet + CLOSED_QUIET_SECONDS - 0.01) == []
+    assert [p for p, _ in settler.ready(10, now=quiet + CLOSED_QUIET_SECONDS)] == [path]
+
+
+def test_a_metadata_change_without_an_event_restarts_the_quiet_time(tmp_path: Path) -> None:
+    settler = Settler(60.0)
+    path = tmp_path / "a.jpg"
+    path.write_bytes(encoded("JPEG"))
+    settler.offer(path, "closed")
+    start = time.monotonic()
+    assert settler.ready(10, now=start) == []
+    os.utime(path, ns=(1, 1))  # copy2's copystat, its event not seen yet
+    later = start + CLOSED_QUIET_SECONDS
+    assert settler.ready(10, now=later) == []
+    assert [p for p, _ in settler.ready(10, now=later + CLOSED_QUIET_SECONDS)] == [path]
 
 
 def test_a_file_written_again_after_its_close_waits_while_it_is_cut(tmp_path: Path) -> None:
     settler = Settler(60.0)
     path = tmp_path / "a.png"
     path.write_bytes(encoded("PNG")[:100])  # closed, then
-    settler.offer(path, done_writing=True)
-    settler.offer(path)  # modified again: being rewritten
-    assert settler.ready(10) == []
+    settler.offer(path, "closed")
+    settler.offer(path, "changed")  # modified again: being rewritten
+    start = time.monotonic()
+    assert settler.ready(10, now=start + 5) == []
     path.write_bytes(encoded("PNG"))
-    settler.offer(path)  # the mode set after the close: still let go
-    assert [p for p, _ in settler.ready(10)] == [path]
+    settler.offer(path, "changed")  # the mode set after the close: still let go
+    assert settler.ready(10, now=start + 5) == []
+    assert [p for p, _ in settler.ready(10, now=start + 5 + CLOSED_QUIET_SECONDS)] == [path]
+
+
+def test_a_renamed_file_touched_again_waits_as_a_closed_one(tmp_path: Path) -> None:
+    settler = Settler(60.0)
+    path = tmp_path / "a.jpg"
+    path.write_bytes(encoded("JPEG"))
+    settler.offer(path, "renamed")
+    settler.offer(path, "changed")  # its mode set by path after the rename
+    start = time.monotonic()
+    assert settler.ready(10, now=start) == []
+    assert [p for p, _ in settler.ready(10, now=start + CLOSED_QUIET_SECONDS)] == [path]
 
 
 def test_without_the_hint_a_whole_file_still_waits(tmp_path: Path) -> None:
@@ -79,7 +122,7 @@ def test_without_the_hint_a_whole_file_still_waits(tmp_path: Path) -> None:
     path = tmp_path / "a.jpg"
     path.write_bytes(encoded("JPEG"))
     settler.offer(path)
-    assert settler.ready(10) == []  # first look: only now is its size known
-    assert settler.ready(10) == []
-    time.sleep(0.35)
-    assert [p for p, _ in settler.ready(10)] == [path]
+    start = time.monotonic()
+    assert settler.ready(10, now=start) == []  # first look: only now is its size known
+    assert settler.ready(10, now=start + 0.29) == []
+    assert [p for p, _ in settler.ready(10, now=start + 0.3)] == [path]

@@ -10,11 +10,12 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,52 @@ def test_finished_file_skips_the_settle_time(worker: Worker, folders: WatchFolde
         assert files_under(folders.inbox) == ["cut.jpg"]  # still waiting its settle time
     finally:
         watcher.stop()
+
+
+def copy_paused_before_chmod(source: Path, target: Path) -> None:
+    """shutil.copy with its writer descheduled between the close and the chmod, as on a
+    busy machine: the pause is the writer's, the race is what is tested."""
+    shutil.copyfile(source, target)
+    time.sleep(0.15)
+    shutil.copymode(source, target)
+
+
+def run_tool(*argv: str) -> None:
+    done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    assert done.returncode == 0, (argv, done.stderr.decode(errors="replace"))
+
+
+# Each writer as people feed an inbox; none may ever see an error, and every file comes out
+# whole. The Python ones set the mode (copy2: the times too) by path after the close.
+WRITERS: dict[str, Callable[[Path, Path], object]] = {
+    "shutil.copy": shutil.copy,
+    "shutil.copy2": shutil.copy2,
+    "shutil.copy, paused": copy_paused_before_chmod,
+    "cp -p": lambda s, t: run_tool("cp", "-p", str(s), str(t)),
+    "rsync": lambda s, t: run_tool("rsync", str(s), str(t)),  # a temp name, then a rename
+    "vim": lambda s, t: run_tool(
+        "vim", "-u", "NONE", "-i", "NONE", "-n", "-es", "-b", str(s), "-c", f"w {t}", "-c", "q!"
+    ),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_no_writer_sees_its_file_taken_before_it_is_done(
+    worker: Worker, folders: WatchFolders, small_dog: Path, writer: str
+) -> None:
+    source = folders.root / "source.jpg"
+    shutil.copyfile(small_dog, source)
+    source.chmod(0o640)  # so that copying the mode changes something
+    names = [f"{i}.jpg" for i in range(20 if "paused" not in writer else 6)]
+    watcher = start_watcher(worker, folders, CUTOUT_SETTLE_SECONDS="2")
+    try:
+        for name in names:
+            WRITERS[writer](source, folders.inbox / name)  # raises if the file was taken
+        wait_until_settled(folders, names, [])
+    finally:
+        watcher.stop()
+    for name in names:
+        assert (folders.done / name).read_bytes() == source.read_bytes(), name
 
 
 def test_slow_chunked_write_is_taken_once_whole(worker: Worker, folders: WatchFolders) -> None:

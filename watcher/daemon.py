@@ -27,7 +27,7 @@ from watcher.ledger import Ledger
 from watcher.metrics import WatcherMetrics
 from watcher.names import output_rel
 from watcher.rules import LEDGER
-from watcher.settle import Settler
+from watcher.settle import Hint, Settler
 from worker.client import Client
 from worker.jobs import INPUT_NAME_MAX, JobError, JobRecord
 from worker.presence import Presence, keep_beating
@@ -135,9 +135,9 @@ class Watcher:
             if self.ledger is None or not self._in_ledger(path):
                 self._offer(path)
 
-    def _offer(self, path: Path, done_writing: bool = False) -> None:
+    def _offer(self, path: Path, hint: Hint = "scan") -> None:
         self.metrics.seen.inc()
-        self.settler.offer(path, done_writing)
+        self.settler.offer(path, hint)
 
     # --- claim and enqueue ---
 

@@ -20,6 +20,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from watcher.rules import is_input
+from watcher.settle import Hint
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,15 @@ NETWORK_FS = frozenset(
 
 
 class Seen(NamedTuple):
-    """A file an event pointed at; `done_writing`: the event says its writer let go of it
-    (closed after writing, or renamed into place) - a hint, checked before it is trusted."""
+    """A file an event pointed at, and what the event said of it (watcher.settle.Hint): a
+    hint, checked before it is trusted."""
 
     path: Path
-    done_writing: bool = False
+    hint: Hint = "changed"
+
+
+# watchdog's event types; "modified" covers IN_ATTRIB (chmod, utime) as well as writes.
+_HINTS: dict[str, Hint] = {"created": "changed", "modified": "changed", "closed": "closed"}
 
 
 class _Forward(FileSystemEventHandler):
@@ -72,7 +77,7 @@ class _Forward(FileSystemEventHandler):
         except ValueError:
             return  # moved out of the inbox
         if is_input(rel):
-            self.paths.put(Seen(path, event.event_type in ("closed", "moved")))
+            self.paths.put(Seen(path, _HINTS.get(event.event_type, "renamed")))
 
 
 def filesystem_type(path: Path) -> str:

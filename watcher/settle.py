@@ -1,9 +1,17 @@
-"""Wait until a file stops changing: size and mtime unchanged for the settle time, and it
-opens. A file copied slowly in chunks is taken once, whole.
+"""Wait until a file's writer is done with it: no change to its size, mtime or ctime (the
+ctime moves with every chmod, chown and utime) and no event about it for a quiet time, and
+it opens. A file copied slowly in chunks is taken once, whole.
 
-The shortcut: a file whose writer let go of it (closed after writing, or renamed into
-place: inotify says so) and whose bytes end where its format says (watcher.complete) is
-taken at once, without the settle time.
+How long the quiet time is depends on what the events said of the file:
+- renamed into place (rsync, browsers, `mv`, an editor writing a temp file): the rename is
+  the writer's last step, so a file whose bytes end where its format says (watcher.complete)
+  is taken at once;
+- closed after writing (`cp`, `shutil.copy`, an editor writing in place): copy tools set the
+  mode and times *by path* after the close (`shutil.copy`'s copymode, `copy2`'s copystat,
+  vim's setperm), and a file claimed in between makes the writer fail with ENOENT. So a
+  whole file waits a short quiet time, which every later event or metadata change restarts;
+- anything else (polling mode, files found by a scan, formats with no end such as TIFF,
+  files cut short): the settle time.
 """
 
 from __future__ import annotations
@@ -11,35 +19,50 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from watcher.complete import is_whole
 
+# What an event said of a file: "scan" (nothing: found by a rescan), "changed" (written or
+# its metadata changed), "closed" (closed after writing), "renamed" (renamed into place).
+Hint = Literal["scan", "changed", "closed", "renamed"]
+
+# The quiet time of a whole file closed by its writer. The gap it covers (close, then chmod
+# and utime by path) is microseconds on an idle machine; this leaves room for a writer
+# descheduled or paused by its garbage collector on a loaded one, while staying far under
+# the settle time.
+CLOSED_QUIET_SECONDS = 0.5
+
 
 @dataclass
-class _Seen:
-    size: int
-    mtime_ns: int
-    since: float
+class _File:
+    offered: float
+    hint: Hint
+    signature: tuple[int, int, int] | None = None  # size, mtime_ns, ctime_ns
+    since: float = field(default=0.0)  # when the signature was last seen to change
 
 
 class Settler:
     def __init__(self, settle_seconds: float) -> None:
         self.settle_seconds = settle_seconds
-        self._files: dict[Path, _Seen | None] = {}
-        self._offered: dict[Path, float] = {}
-        self._let_go: set[Path] = set()
+        self._files: dict[Path, _File] = {}
 
-    def offer(self, path: Path, done_writing: bool = False) -> None:
-        if path not in self._files:
-            self._files[path] = None
-            self._offered[path] = time.monotonic()
-        # Sticky: copy tools set the mode and times after the close, which reads as one more
-        # "modified"; a writer that comes back to it is caught by is_whole (a file being
-        # rewritten is cut short, not whole, until it is done).
-        if done_writing:
-            self._let_go.add(path)
+    def offer(self, path: Path, hint: Hint = "scan") -> None:
+        known = self._files.get(path)
+        if known is None:
+            self._files[path] = _File(time.monotonic(), hint)
+            return
+        if hint == "scan":
+            return  # a rescan says nothing new about a file already waiting
+        known.signature = None  # it changed just now: its quiet time starts again
+        if hint != "changed":
+            known.hint = hint
+        elif known.hint == "renamed":
+            # Touched after its rename: the writer is not done yet; still let go of the
+            # bytes (a rewrite shows as cut short), so it waits as a closed file does.
+            known.hint = "closed"
 
     def __len__(self) -> int:
         return len(self._files)
@@ -58,9 +81,7 @@ class Settler:
             if len(done) >= limit:
                 break
             if self._settled(path, now):
-                del self._files[path]
-                self._let_go.discard(path)
-                done.append((path, now - self._offered.pop(path, now)))
+                done.append((path, now - self._files.pop(path).offered))
         return done
 
     def _settled(self, path: Path, now: float) -> bool:
@@ -68,16 +89,17 @@ class Settler:
             st = path.stat()
         except FileNotFoundError:
             del self._files[path]  # moved away or deleted before it settled
-            self._offered.pop(path, None)
-            self._let_go.discard(path)
             return False
-        if path in self._let_go and is_whole(path) and _opens(path):
-            return True
-        seen = self._files[path]
-        if seen is None or (seen.size, seen.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            self._files[path] = _Seen(st.st_size, st.st_mtime_ns, now)
-            return self.settle_seconds == 0 and _opens(path)
-        return now - seen.since >= self.settle_seconds and _opens(path)
+        known = self._files[path]
+        signature = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if known.signature != signature:
+            known.signature, known.since = signature, now
+        return now - known.since >= self._quiet(path, known.hint) and _opens(path)
+
+    def _quiet(self, path: Path, hint: Hint) -> float:
+        if hint in ("scan", "changed") or not is_whole(path):
+            return self.settle_seconds
+        return 0.0 if hint == "renamed" else min(self.settle_seconds, CLOSED_QUIET_SECONDS)
 
 
 def _opens(path: Path) -> bool:
