@@ -1,7 +1,8 @@
 """The benchmark's image set: deterministic, built offline, in three size classes.
 
-- small: scikit-image's sample photos at their own size, plus photos of pascal_s
-  (../shared/evalsets, read in place);
+- small: scikit-image's sample photos at their own size, plus camera JPEGs: photos of
+  pascal_s (../shared/evalsets, read in place) where that folder is, else the JPEGs the
+  repository ships for its tests (tests/data/photos: the same samples, so fewer subjects);
 - hd (1920x1080) and 12mp (4000x3000): the same sample photos scaled to cover that size
   (LANCZOS), with seeded sensor-like noise, saved as JPEG quality 92 like a camera would.
   Without the noise an upscaled photo is unnaturally smooth and compresses (PNG) far better
@@ -25,7 +26,9 @@ SIZES = {"hd": (1920, 1080), "12mp": (4000, 3000)}
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 NOISE_SIGMA = 2.5  # in 8-bit levels: a good camera at base ISO
 JPEG_QUALITY = 92
-EVALSET = Path(__file__).resolve().parents[2] / "shared" / "evalsets" / "pascal_s"
+REPO = Path(__file__).resolve().parents[1]
+EVALSET = REPO.parent / "shared" / "evalsets" / "pascal_s"
+SHIPPED_JPEGS = REPO / "tests" / "data" / "photos"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class ImageSet:
 
     root: Path
     files: dict[str, list[Path]]
+    jpegs_from: str | None = None  # the small class's JPEGs: "pascal_s" or "shipped"
 
     def folder(self, size_class: str) -> Path:
         return self.root / size_class
@@ -61,30 +65,36 @@ def scaled(photo: Image.Image, size: tuple[int, int], seed: int) -> Image.Image:
     return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
 
 
-def evalset_images(limit: int) -> list[Path]:
-    """Every k-th photo of pascal_s, up to `limit`, in a fixed order."""
-    images = sorted((EVALSET / "images").glob("*.jpg"), key=lambda p: int(p.stem))
+def camera_jpegs(limit: int, evalset: Path = EVALSET) -> tuple[str, list[Path]]:
+    """(origin, photos): every k-th photo of pascal_s, up to `limit`, in a fixed order; the
+    shipped test photos where pascal_s is absent, so that the bench runs from a bare clone."""
+    origin = evalset.name
+    images = sorted((evalset / "images").glob("*.jpg"), key=lambda p: int(p.stem))
+    if not images:
+        origin, images = "shipped", sorted(SHIPPED_JPEGS.glob("*.jpg"))
     if limit <= 0 or not images:
-        return []
+        return origin, []
     step = max(1, len(images) // limit)
-    return images[::step][:limit]
+    return origin, images[::step][:limit]
 
 
 def build(
     root: Path,
     *,
     photos: int = len(SAMPLE_PHOTOS),
-    evalset: int = 4,
+    jpegs: int = 4,
     large: int | None = None,
     variants: int = 2,
+    evalset: Path = EVALSET,
 ) -> ImageSet:
     """Write the set under root (replacing what is there).
 
-    photos: sample photos used (each at its own size, HD and 12 MP); evalset: pascal_s photos
-    added to the small class; large: sample photos used for HD and 12 MP (default: photos);
-    variants: versions of each at HD and 12 MP (the second mirrored, other noise), so that a
-    size class holds enough images for `cutout p`'s pipeline to fill and drain in a small
-    part of its time, as it does on a real batch.
+    photos: sample photos used (each at its own size, HD and 12 MP); jpegs: camera JPEGs
+    added to the small class, from `evalset`'s images/ (else tests/data/photos); large:
+    sample photos used for HD and 12 MP (default: photos); variants: versions of each at HD
+    and 12 MP (the second mirrored, other noise), so that a size class holds enough images
+    for `cutout p`'s pipeline to fill and drain in a small part of its time, as it does on a
+    real batch.
     """
     if root.exists():
         shutil.rmtree(root)
@@ -108,8 +118,9 @@ def build(
                 seed = index + variant * len(SAMPLE_PHOTOS)
                 scaled(version, size, seed=seed).save(target, "JPEG", quality=JPEG_QUALITY)
                 files[c].append(target)
-    for source in evalset_images(evalset):
-        target = root / "small" / f"pascal_s-{source.name}"
+    origin, sources = camera_jpegs(jpegs, evalset)
+    for source in sources:
+        target = root / "small" / f"{origin}-{source.name}"
         shutil.copyfile(source, target)
         files["small"].append(target)
-    return ImageSet(root, {c: sorted(f) for c, f in files.items()})
+    return ImageSet(root, {c: sorted(f) for c, f in files.items()}, origin if sources else None)

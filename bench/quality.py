@@ -3,7 +3,8 @@
     .venv/bin/python bench/quality.py [SET] [--model u2net] [--modes none,guided,matting]
 
 SET is laid out as images/ + masks/ (same stem; 255 subject, 0 background, 128 not scored);
-default: ../shared/evalsets/pascal_s. The model runs once per image for us and once for
+default: ../shared/evalsets/pascal_s, which a clone lacks (`make quality QUALITY_SET=...`
+points at another). The model runs once per image for us and once for
 rembg; every refine mode starts from our one mask, and rembg's -ppm from rembg's mask, so
 the rows differ only by what they claim to. Writes results.json, table.md and report.html
 under --out, and prints the table.
@@ -258,6 +259,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def check_set(root: Path) -> None:
+    """A missing set stops the run before the model loads, saying what is wanted."""
+    if not root.is_dir():
+        sys.exit(
+            f"{root}: no evaluation set there; one is images/*.jpg + masks/*.png (same stem). "
+            "Point at another: make quality QUALITY_SET=/path/to/set "
+            "(or: python bench/quality.py /path/to/set)"
+        )
+
+
 def pairs_of(root: Path, limit: int) -> Iterator[tuple[Path, Path]]:
     found = [(i, t) for i, t in find_pairs(root, IMAGE_SUFFIXES) if t is not None]
     if not found:
@@ -267,6 +278,7 @@ def pairs_of(root: Path, limit: int) -> Iterator[tuple[Path, Path]]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    check_set(args.set)
     # Model home, providers and threads from CUTOUT_* settings, as the CLI takes them.
     session = engine.model_session(load_settings(), args.model)
     methods = Methods(session, args.modes, with_rembg=not args.no_rembg)

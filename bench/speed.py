@@ -59,7 +59,7 @@ class Plan:
     model: str
     rounds: int
     photos: int
-    evalset: int
+    jpegs: int
     latency_files: int
     idle_seconds: float
     queued: bool
@@ -418,7 +418,7 @@ def parse(argv: list[str] | None) -> Plan:
         model=args.model,
         rounds=args.rounds or (1 if quick else 3),
         photos=2 if quick else len(images.SAMPLE_PHOTOS),
-        evalset=2 if quick else 4,
+        jpegs=2 if quick else 4,
         latency_files=3 if quick else 8,
         idle_seconds=5.0 if quick else 20.0,
         queued=not args.no_queued,
@@ -442,11 +442,11 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     store.ensure(get_model(plan.model), settings.model_home, auto_pull=settings.model_auto_pull)
     started = time.monotonic()
-    imageset = images.build(plan.work / "set", photos=plan.photos, evalset=plan.evalset)
+    imageset = images.build(plan.work / "set", photos=plan.photos, jpegs=plan.jpegs)
     counts = ", ".join(f"{len(v)} {k}" for k, v in imageset.files.items())
     print(
-        f"bench: {imageset.count()} images ({counts}) in {plan.work}; model {plan.model}; "
-        f"{plan.rounds} round(s)",
+        f"bench: {imageset.count()} images ({counts}) in {plan.work}; small JPEGs from "
+        f"{imageset.jpegs_from}; model {plan.model}; {plan.rounds} round(s)",
         file=sys.stderr,
     )
     raw = measure(plan, imageset, child_env(settings.model_home))
@@ -458,6 +458,8 @@ def main(argv: list[str] | None = None) -> None:
         "model": plan.model,
         "rounds": plan.rounds,
         "images": imageset.count(),
+        # pascal_s where ../shared has it, else the shipped test photos: not the same mix.
+        "small JPEGs from": str(imageset.jpegs_from),
         "cores": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),

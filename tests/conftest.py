@@ -1,4 +1,4 @@
-"""Shared fixtures: the real u2netp model, rembg as the oracle, the evaluation set."""
+"""Shared fixtures: the real u2netp model, rembg as the oracle, the shipped test photos."""
 
 from __future__ import annotations
 
@@ -13,19 +13,35 @@ from cutout import store
 from cutout.errors import ModelError
 from cutout.models import get_model
 from cutout.session import Session, open_session
+from tests import processes
 
 TEST_MODEL = "u2netp"
 MODEL_HOME = Path(
     os.environ.get("CUTOUT_MODEL_HOME") or os.environ.get("U2NET_HOME") or "~/.u2net"
 ).expanduser()
-EVALSET = Path(__file__).resolve().parents[2] / "shared" / "evalsets" / "pascal_s"
+DATA = Path(__file__).resolve().parent / "data"
+PHOTOS = DATA / "photos"  # small photos with reference masks: tests/data/README.md
+MASKS = DATA / "masks"
+CAT = PHOTOS / "chelsea.jpg"  # the main subject: one animal, its head filling the frame
 
 
-def evalset_pairs() -> list[tuple[Path, Path]]:
-    images = sorted((EVALSET / "images").glob("*.jpg"), key=lambda p: int(p.stem))
+def photo_pairs() -> list[tuple[Path, Path]]:
+    """(photo, reference mask) for every shipped photo, by name."""
+    images = sorted(PHOTOS.glob("*.jpg"))
     if not images:
-        raise RuntimeError(f"no evaluation images under {EVALSET}")
-    return [(image, EVALSET / "masks" / f"{image.stem}.png") for image in images]
+        raise RuntimeError(f"no test photos under {PHOTOS}")
+    return [(image, MASKS / f"{image.stem}.png") for image in images]
+
+
+def laid_out(root: Path, count: int | None = None) -> Path:
+    """The shipped pairs (the first `count`) linked into the images/ + masks/ layout that
+    `cutout report` and bench/quality.py read."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for image, mask in photo_pairs()[:count]:
+        (root / "images" / image.name).symlink_to(image)
+        (root / "masks" / mask.name).symlink_to(mask)
+    return root
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +78,21 @@ def rembg_session(model_path: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Redis database for this test session (never skipped: started if none runs)."""
+    """A real Redis of this test run's own (never skipped, never the machine's)."""
     from tests.redis_server import test_redis
 
     with test_redis(tmp_path_factory.mktemp("redis")) as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Iterator[None]:
+    """Processes a test (or its function-scoped fixtures) spawned end with it, even when
+    it fails; those of wider fixtures end with the run (pytest_sessionfinish)."""
+    position = processes.mark()
+    yield
+    processes.end_since(position)
+
+
+def pytest_sessionfinish() -> None:
+    processes.end_since(0)

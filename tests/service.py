@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from settings import Settings
+from tests.processes import spawn
 from tests.redis_server import free_port
 
 
@@ -30,7 +31,7 @@ class Worker:
 
     def start(self, concurrency: int = 2, timeout: float = 60) -> None:
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
+            self.process = spawn(
                 [
                     sys.executable,
                     "-m",
@@ -46,7 +47,6 @@ class Worker:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while " ready." not in self.log.read_text(errors="replace"):
@@ -173,7 +173,7 @@ def start_watcher(worker: Worker, folders: WatchFolders, **overrides: str) -> Wa
     )
     log = folders.root / f"watcher-{uuid.uuid4().hex[:6]}.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(
+        process = spawn(
             [sys.executable, "-m", "cutout", "watch"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
     watcher = WatcherProcess(process, log)

@@ -12,49 +12,47 @@ from PIL import Image
 import cutout
 from cutout.errors import ImageError, UnknownModelError
 from cutout.session import Session
-from tests.conftest import EVALSET, MODEL_HOME, TEST_MODEL
-
-DOG = EVALSET / "images" / "3.jpg"
+from tests.conftest import CAT, MODEL_HOME, TEST_MODEL
 
 
 @pytest.fixture(scope="module")
-def dog() -> Image.Image:
-    with Image.open(DOG) as image:
+def cat() -> Image.Image:
+    with Image.open(CAT) as image:
         image.load()
         return image
 
 
 def test_bytes_in_png_bytes_out(session: Session) -> None:
-    out = cutout.remove(DOG.read_bytes(), session=session)
+    out = cutout.remove(CAT.read_bytes(), session=session)
     assert isinstance(out, bytes)
     with Image.open(io.BytesIO(out)) as image:
         assert (image.format, image.mode) == ("PNG", "RGBA")
 
 
 def test_path_in_encoded_bytes_out(session: Session) -> None:
-    out = cutout.remove(str(DOG), session=session, format="webp", background="white")
+    out = cutout.remove(str(CAT), session=session, format="webp", background="white")
     assert isinstance(out, bytes)
     with Image.open(io.BytesIO(out)) as image:
         assert (image.format, image.mode) == ("WEBP", "RGB")
 
 
 def test_open_file_in_the_same_bytes_out_as_its_path(session: Session) -> None:
-    with open(DOG, "rb") as stream:
+    with open(CAT, "rb") as stream:
         out = cutout.remove(stream, session=session)
-    assert out == cutout.remove(DOG, session=session)
+    assert out == cutout.remove(CAT, session=session)
 
 
-def test_pil_in_pil_out_and_input_untouched(session: Session, dog: Image.Image) -> None:
-    before = np.asarray(dog).copy()
-    out = cutout.remove(dog, session=session)
-    assert isinstance(out, Image.Image) and out.mode == "RGBA" and out.size == dog.size
-    assert (np.asarray(dog) == before).all()
+def test_pil_in_pil_out_and_input_untouched(session: Session, cat: Image.Image) -> None:
+    before = np.asarray(cat).copy()
+    out = cutout.remove(cat, session=session)
+    assert isinstance(out, Image.Image) and out.mode == "RGBA" and out.size == cat.size
+    assert (np.asarray(cat) == before).all()
 
 
-def test_array_in_array_out(session: Session, dog: Image.Image) -> None:
-    out = cutout.remove(np.asarray(dog), session=session, only_mask=True)
+def test_array_in_array_out(session: Session, cat: Image.Image) -> None:
+    out = cutout.remove(np.asarray(cat), session=session, only_mask=True)
     assert isinstance(out, np.ndarray)
-    assert out.shape == (dog.height, dog.width) and out.dtype == np.uint8
+    assert out.shape == (cat.height, cat.width) and out.dtype == np.uint8
     assert out.min() == 0 and out.max() == 255
 
 

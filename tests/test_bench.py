@@ -12,8 +12,8 @@ from bench import children, images, speed
 
 
 def test_image_set_is_deterministic_and_by_class(tmp_path: Path) -> None:
-    first = images.build(tmp_path / "a", photos=1, evalset=1, variants=2)
-    again = images.build(tmp_path / "b", photos=1, evalset=1, variants=2)
+    first = images.build(tmp_path / "a", photos=1, jpegs=1, variants=2)
+    again = images.build(tmp_path / "b", photos=1, jpegs=1, variants=2)
     assert first.classes == ["small", "hd", "12mp"]
     assert [len(first.files[c]) for c in first.classes] == [2, 2, 2]
     for size_class in first.classes:
@@ -23,9 +23,16 @@ def test_image_set_is_deterministic_and_by_class(tmp_path: Path) -> None:
         assert im.size == images.SIZES["12mp"] and im.format == "JPEG"
 
 
+def test_small_jpegs_are_the_shipped_photos_without_pascal_s(tmp_path: Path) -> None:
+    built = images.build(tmp_path / "set", photos=1, jpegs=2, evalset=tmp_path / "absent")
+    assert built.jpegs_from == "shipped"
+    jpegs = [f.name for f in built.files["small"] if f.suffix == ".jpg"]
+    assert jpegs == ["shipped-astronaut.jpg", "shipped-coffee.jpg"]
+
+
 def test_warm_up_sees_every_size_twice(tmp_path: Path) -> None:
     # Untimed, both of cutout p's lanes meet each size class once before the timed runs.
-    built = images.build(tmp_path / "set", photos=1, evalset=1, variants=2)
+    built = images.build(tmp_path / "set", photos=1, jpegs=1, variants=2)
     warm = children.warm_folder(built.root)
     try:
         sizes = [size_of(f) for f in children.images_in(warm)]

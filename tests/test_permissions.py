@@ -20,18 +20,17 @@ from click.testing import CliRunner
 
 from cutout.cli.main import cli
 from cutout.images import write_atomic
-from tests.conftest import EVALSET
+from tests.conftest import CAT
 from tests.service import Worker, running_worker
 from worker.client import Client
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
 
-DOG = EVALSET / "images" / "3.jpg"
 # Root may give a file any group; a user only one of their own.
 GROUP = 4242 if os.geteuid() == 0 else os.getegid()
 
 
-def shared(path: Path, mode: int, source: Path = DOG) -> Path:
+def shared(path: Path, mode: int, source: Path = CAT) -> Path:
     """An input as a shop's shared inbox holds it: its mode, the shop's group."""
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, path)
@@ -113,10 +112,10 @@ def test_queued_output_takes_the_inputs_mode_and_group(
 
 
 def test_inline_job_output_keeps_the_umask_default(worker: Worker, client: Client) -> None:
-    job_id = client.submit_bytes(DOG.read_bytes(), name="dog.jpg", output_path="inline/dog.png")
+    job_id = client.submit_bytes(CAT.read_bytes(), name="cat.jpg", output_path="inline/cat.png")
     record = client.wait(job_id).record
     assert record.state == "succeeded", record.error
-    assert access(worker.folders["outbox"] / "inline" / "dog.png")[0] == umask_default()
+    assert access(worker.folders["outbox"] / "inline" / "cat.png")[0] == umask_default()
 
 
 def test_cutout_submit_writes_an_inline_result_like_its_input(
@@ -125,21 +124,21 @@ def test_cutout_submit_writes_an_inline_result_like_its_input(
     for name, value in worker.env.items():
         if name.startswith("CUTOUT_"):
             monkeypatch.setenv(name, value)
-    source = shared(tmp_path / "elsewhere" / "dog.jpg", 0o640)  # not under the roots: inline
+    source = shared(tmp_path / "elsewhere" / "cat.jpg", 0o640)  # not under the roots: inline
     victim = tmp_path / "victim.txt"
     victim.write_text("must survive")
     (tmp_path / "got").mkdir()
-    (tmp_path / "got" / "dog.png").symlink_to(victim)
+    (tmp_path / "got" / "cat.png").symlink_to(victim)
     result = CliRunner().invoke(
         cli, ["submit", str(source), "--wait", "-o", str(tmp_path / "got")], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
-    got = tmp_path / "got" / "dog.png"
+    got = tmp_path / "got" / "cat.png"
     assert not got.is_symlink() and access(got) == (0o640, GROUP)
     assert victim.read_text() == "must survive"
 
 
-@pytest.mark.parametrize("output_path", [None, "escape/dog.png"])
+@pytest.mark.parametrize("output_path", [None, "escape/cat.png"])
 def test_symlinked_folder_in_the_outbox_pointing_out_is_refused(
     worker: Worker, client: Client, tmp_path: Path, output_path: str | None
 ) -> None:
@@ -148,7 +147,7 @@ def test_symlinked_folder_in_the_outbox_pointing_out_is_refused(
     escape = worker.folders["outbox"] / "escape"
     escape.unlink(missing_ok=True)
     escape.symlink_to(outside, target_is_directory=True)
-    source = shared(worker.folders["inbox"] / "escape" / "dog.jpg", 0o644)
+    source = shared(worker.folders["inbox"] / "escape" / "cat.jpg", 0o644)
     job_id = client.submit(source, **({"output_path": output_path} if output_path else {}))
     record = client.wait(job_id).record
     assert record.state == "failed"
@@ -178,11 +177,11 @@ def test_p_outputs_take_their_inputs_access_and_replace_symlinks(tmp_path: Path)
 
 @pytest.mark.usefixtures("model_env")
 def test_i_output_takes_its_inputs_access_and_stdin_the_umask(tmp_path: Path) -> None:
-    source = shared(tmp_path / "dog.jpg", 0o640)
+    source = shared(tmp_path / "cat.jpg", 0o640)
     runner = CliRunner()
-    result = runner.invoke(cli, ["i", str(source), str(tmp_path / "dog.png")])
+    result = runner.invoke(cli, ["i", str(source), str(tmp_path / "cat.png")])
     assert result.exit_code == 0, result.output
-    assert access(tmp_path / "dog.png") == (0o640, GROUP)
-    result = runner.invoke(cli, ["i", "-", str(tmp_path / "piped.png")], input=DOG.read_bytes())
+    assert access(tmp_path / "cat.png") == (0o640, GROUP)
+    result = runner.invoke(cli, ["i", "-", str(tmp_path / "piped.png")], input=CAT.read_bytes())
     assert result.exit_code == 0, result.output
     assert access(tmp_path / "piped.png")[0] == umask_default()

@@ -1,4 +1,5 @@
-"""`bench/quality.py` end to end on two images: rows for rembg and ours, JSON, table, report."""
+"""`bench/quality.py` end to end on two shipped photos: rows for rembg and ours, JSON, table,
+report; and the one line it stops with where the set is missing."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import EVALSET, TEST_MODEL
+from tests.conftest import TEST_MODEL, laid_out
 
 HARNESS = Path(__file__).resolve().parents[1] / "bench" / "quality.py"
 
@@ -35,15 +36,31 @@ def test_harness_compares_our_modes_with_rembg(
     monkeypatch.setenv("U2NET_HOME", str(model_path.parent))  # the harness sets it for rembg
     harness = load_harness(monkeypatch)
     args = ["--model", TEST_MODEL, "--limit", "2", "--modes", "none,guided", "--no-hd-cost"]
-    results = harness.main([str(EVALSET), *args, "--out", str(tmp_path)])
+    evalset = laid_out(tmp_path / "set", 2)
+    results = harness.main([str(evalset), *args, "--out", str(tmp_path / "out")])
     assert results["images"] == 2
     mean = results["mean"]
     assert list(mean) == ["rembg", "rembg -ppm", "ours none", "ours guided"]
     # `none` is rembg's mask: the same scores within rounding of the resampling.
     assert abs(mean["ours none"]["iou"] - mean["rembg"]["iou"]) < 0.005
     assert abs(mean["ours none"]["boundary_mae"] - mean["rembg"]["boundary_mae"]) < 0.005
-    saved = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    out = tmp_path / "out"
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert saved["mean"] == mean and len(saved["per_image"]) == 2
-    assert "| ours guided |" in (tmp_path / "table.md").read_text(encoding="utf-8")
-    assert (tmp_path / "report.html").read_text(encoding="utf-8").count("<tr>") == 2
+    assert "| ours guided |" in (out / "table.md").read_text(encoding="utf-8")
+    assert (out / "report.html").read_text(encoding="utf-8").count("<tr>") == 2
     assert "| rembg -ppm |" in capsys.readouterr().out
+
+
+def test_a_missing_set_stops_with_what_is_wanted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = load_harness(monkeypatch)
+    missing = tmp_path / "no-such-set"
+    monkeypatch.setattr(harness, "DEFAULT_SET", missing)
+    with pytest.raises(SystemExit) as stopped:
+        harness.main(["--out", str(tmp_path / "out")])
+    message = str(stopped.value.code)
+    assert "\n" not in message and message.startswith(f"{missing}: ")
+    assert "images/*.jpg + masks/*.png" in message and "QUALITY_SET=" in message
+    assert not (tmp_path / "out").exists()

@@ -17,7 +17,7 @@ from cutout import matting, metrics, refine
 from cutout.errors import ConfigError, MissingExtraError
 from cutout.pipeline import RemovalOptions, Remover
 from cutout.session import Session
-from tests.conftest import evalset_pairs
+from tests.conftest import CAT, MASKS, photo_pairs
 
 GRID = 320
 
@@ -70,7 +70,7 @@ def test_guided_keeps_the_mask_shape_on_real_photos(session: Session) -> None:
     plain = Remover(session, RemovalOptions(only_mask=True))
     guided = Remover(session, RemovalOptions(only_mask=True, refine="guided"))
     both = union = 0
-    for image_path, _ in evalset_pairs()[::20]:
+    for image_path, _ in photo_pairs():
         decoded = plain.decode(image_path)
         ours = np.asarray(plain.cut_out(decoded)) > 127
         refined = np.asarray(guided.cut_out(decoded)) > 127
@@ -116,8 +116,7 @@ def test_unknown_mode_is_refused(session: Session) -> None:
 
 
 def small_photo() -> tuple[Image.Image, Image.Image]:
-    image_path, mask_path = evalset_pairs()[0]
-    with Image.open(image_path) as im, Image.open(mask_path) as truth:
+    with Image.open(CAT) as im, Image.open(MASKS / "chelsea.png") as truth:
         photo = im.convert("RGB").resize((200, 140))
         mask = truth.convert("L").resize((200, 140)).filter(ImageFilter.GaussianBlur(1))
     return photo, mask

@@ -16,10 +16,8 @@ from PIL import Image
 from cutout.cli.main import cli
 from cutout.cli.options import CliOptions, build_remover
 from settings import SettingsError, engine, load_settings
-from tests.conftest import EVALSET
+from tests.conftest import CAT
 from worker.jobs import JobError, parse_job
-
-DOG = EVALSET / "images" / "3.jpg"
 
 
 def run(*args: str) -> Result:
@@ -34,8 +32,8 @@ def alpha_of(data: bytes) -> np.ndarray:
 @pytest.mark.usefixtures("model_env")
 def test_cli_refine_guided_changes_only_the_edges(tmp_path: Path) -> None:
     plain, guided = tmp_path / "plain.png", tmp_path / "guided.png"
-    assert run("i", str(DOG), str(plain)).exit_code == 0
-    result = run("i", str(DOG), str(guided), "--refine", "guided")
+    assert run("i", str(CAT), str(plain)).exit_code == 0
+    result = run("i", str(CAT), str(guided), "--refine", "guided")
     assert result.exit_code == 0, result.output
     a, b = alpha_of(plain.read_bytes()), alpha_of(guided.read_bytes())
     assert not np.array_equal(a, b)
@@ -45,11 +43,11 @@ def test_cli_refine_guided_changes_only_the_edges(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("model_env")
 def test_cli_matting_to_stdout_is_a_clean_png() -> None:
     # pymatting print()s warnings; none may land in the image on stdout.
-    args = ["i", str(DOG), "-", "--refine", "matting", "--matting-erode-size", "5"]
+    args = ["i", str(CAT), "-", "--refine", "matting", "--matting-erode-size", "5"]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0
-    with Image.open(DOG) as dog:
-        assert alpha_of(result.stdout_bytes).shape == (dog.height, dog.width)
+    with Image.open(CAT) as cat:
+        assert alpha_of(result.stdout_bytes).shape == (cat.height, cat.width)
 
 
 @pytest.mark.usefixtures("model_env")
@@ -62,13 +60,13 @@ def test_cli_matting_without_pymatting_names_the_extra(
         return None if name == "pymatting" else real(name, *args)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    result = run("i", str(DOG), str(tmp_path / "x.png"), "--refine", "matting")
+    result = run("i", str(CAT), str(tmp_path / "x.png"), "--refine", "matting")
     assert result.exit_code == 3
     assert "cutout-queue[matting]" in result.output
 
 
 def test_cli_refuses_an_unknown_mode(tmp_path: Path) -> None:
-    result = run("i", str(DOG), str(tmp_path / "x.png"), "--refine", "sharp")
+    result = run("i", str(CAT), str(tmp_path / "x.png"), "--refine", "sharp")
     assert result.exit_code == 2
     assert "guided" in result.output
 
@@ -113,7 +111,7 @@ def test_a_job_asking_for_guided_gets_it(tmp_path: Path, monkeypatch: pytest.Mon
 
     monkeypatch.chdir(tmp_path)  # the default folders, never created for inline jobs
     runner = JobRunner(load_settings())
-    data = base64.b64encode(DOG.read_bytes()).decode("ascii")
+    data = base64.b64encode(CAT.read_bytes()).decode("ascii")
     results = {
         mode: runner.run(parse_job({"input_data": data, "refine": mode}, inline_max_bytes=10**8))
         for mode in ("none", "guided")

@@ -14,23 +14,13 @@ from PIL import Image
 from cutout import report
 from cutout.cli.main import cli
 from cutout.metrics import Scores
-from tests.conftest import evalset_pairs
+from tests.conftest import laid_out, photo_pairs
 
 pytestmark = pytest.mark.usefixtures("model_env")
 
 
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-
-def laid_out(root: Path, count: int) -> Path:
-    """A set in the images/ + masks/ layout: links to a few pascal_s pairs."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for image, mask in evalset_pairs()[:count]:
-        (root / "images" / image.name).symlink_to(image)
-        (root / "masks" / mask.name).symlink_to(mask)
-    return root
 
 
 def boundary_scores(page: str) -> list[float]:
@@ -52,7 +42,7 @@ def test_report_with_truth_is_self_contained_and_worst_first(tmp_path: Path) -> 
 def test_report_of_a_plain_folder_keeps_folder_order(tmp_path: Path) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
-    for image, _ in evalset_pairs()[:2]:
+    for image, _ in photo_pairs()[:2]:
         (folder / image.name).symlink_to(image)
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "report.html"
@@ -60,7 +50,7 @@ def test_report_of_a_plain_folder_keeps_folder_order(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     page = out.read_text(encoding="utf-8")
     assert page.count("<tr>") == 2 and "<div>ground truth" not in page
-    names = [p.name for p, _ in evalset_pairs()[:2]]
+    names = [p.name for p, _ in photo_pairs()[:2]]
     assert page.index(names[0]) < page.index(names[1])
 
 

@@ -76,7 +76,7 @@ def test_a_closed_file_waits_a_quiet_time_that_each_change_restarts(tmp_path: Pa
     settler.offer(path, "changed")
     assert settler.ready(10, now=quiet) == []  # restarted: the mode changed just now
     assert settler.ready(10, now=quiet + CLOSED_QUIET_SECONDS - 0.01) == []
-    assert [p for p, _ in settler.ready(10, now=quiet + CLOSED_QUIET_SECONDS)] == [path]
+    assert [p for p, _ in settler.ready(10, now=quiet + CLOSED_QUIET_SECONDS + 0.01)] == [path]
 
 
 def test_a_metadata_change_without_an_event_restarts_the_quiet_time(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_a_metadata_change_without_an_event_restarts_the_quiet_time(tmp_path: Pa
     os.utime(path, ns=(1, 1))  # copy2's copystat, its event not seen yet
     later = start + CLOSED_QUIET_SECONDS
     assert settler.ready(10, now=later) == []
-    assert [p for p, _ in settler.ready(10, now=later + CLOSED_QUIET_SECONDS)] == [path]
+    assert [p for p, _ in settler.ready(10, now=later + CLOSED_QUIET_SECONDS + 0.01)] == [path]
 
 
 def test_a_file_written_again_after_its_close_waits_while_it_is_cut(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_a_file_written_again_after_its_close_waits_while_it_is_cut(tmp_path: Pa
     path.write_bytes(encoded("PNG"))
     settler.offer(path, "changed")  # the mode set after the close: still let go
     assert settler.ready(10, now=start + 5) == []
-    assert [p for p, _ in settler.ready(10, now=start + 5 + CLOSED_QUIET_SECONDS)] == [path]
+    assert [p for p, _ in settler.ready(10, now=start + 5.01 + CLOSED_QUIET_SECONDS)] == [path]
 
 
 def test_a_renamed_file_touched_again_waits_as_a_closed_one(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_a_renamed_file_touched_again_waits_as_a_closed_one(tmp_path: Path) -> N
     settler.offer(path, "changed")  # its mode set by path after the rename
     start = time.monotonic()
     assert settler.ready(10, now=start) == []
-    assert [p for p, _ in settler.ready(10, now=start + CLOSED_QUIET_SECONDS)] == [path]
+    assert [p for p, _ in settler.ready(10, now=start + CLOSED_QUIET_SECONDS + 0.01)] == [path]
 
 
 def test_without_the_hint_a_whole_file_still_waits(tmp_path: Path) -> None:
@@ -125,4 +125,4 @@ def test_without_the_hint_a_whole_file_still_waits(tmp_path: Path) -> None:
     start = time.monotonic()
     assert settler.ready(10, now=start) == []  # first look: only now is its size known
     assert settler.ready(10, now=start + 0.29) == []
-    assert [p for p, _ in settler.ready(10, now=start + 0.3)] == [path]
+    assert [p for p, _ in settler.ready(10, now=start + 0.31)] == [path]

@@ -24,12 +24,10 @@ from PIL import Image
 
 from cutout.cli.main import cli
 from settings import load_settings
-from tests.conftest import EVALSET
+from tests.conftest import CAT
 from tests.service import make_worker
 from tests.tls import KeyPair, TlsProxy, make_ca, make_client_cert, make_server_cert
 from worker.app import create_app
-
-DOG = EVALSET / "images" / "3.jpg"
 
 
 @dataclass(frozen=True)
@@ -67,9 +65,9 @@ def test_worker_submit_and_status_over_tls(
                 monkeypatch.setenv(name, value)
         monkeypatch.setenv("CUTOUT_BROKER_URL", in_url)
         monkeypatch.setenv("CUTOUT_RESULT_BACKEND", in_url)
-        source = worker.folders["inbox"] / "tls" / "dog.jpg"
+        source = worker.folders["inbox"] / "tls" / "cat.jpg"
         source.parent.mkdir()
-        shutil.copy(DOG, source)
+        shutil.copy(CAT, source)
         relayed = tls.proxy.relayed
 
         runner = CliRunner()
@@ -77,7 +75,7 @@ def test_worker_submit_and_status_over_tls(
         assert submitted.exit_code == 0, submitted.output
         record = json.loads(submitted.stdout)
         assert record["state"] == "succeeded", record
-        output = worker.folders["outbox"] / "tls" / "dog.png"
+        output = worker.folders["outbox"] / "tls" / "cat.png"
         assert record["output"] == str(output)
         with Image.open(output) as image:
             assert image.mode == "RGBA"
@@ -163,12 +161,12 @@ def test_a_client_certificate_in_the_urls_serves_worker_and_submit(
         for name, value in worker.env.items():
             if name.startswith("CUTOUT_"):
                 monkeypatch.setenv(name, value)
-        source = worker.folders["inbox"] / "mtls" / "dog.jpg"
+        source = worker.folders["inbox"] / "mtls" / "cat.jpg"
         source.parent.mkdir()
-        shutil.copy(DOG, source)
+        shutil.copy(CAT, source)
         submitted = CliRunner().invoke(cli, ["submit", str(source), "--wait", "--json"])
         assert submitted.exit_code == 0, submitted.output
         assert json.loads(submitted.stdout)["state"] == "succeeded"
-        assert (worker.folders["outbox"] / "mtls" / "dog.png").is_file()
+        assert (worker.folders["outbox"] / "mtls" / "cat.png").is_file()
     finally:
         worker.stop()

@@ -27,10 +27,10 @@ import pytest
 import redis
 
 from cutout.cli.supervisor import Child, ServiceError, stable_port, state_lock
-from tests.conftest import EVALSET
+from tests.conftest import CAT
+from tests.processes import spawn
 from tests.redis_server import answers, free_port, private_redis
 
-DOG = EVALSET / "images" / "3.jpg"
 STOP_LIMIT = 30  # seconds `cutout up` may take to stop, by contract
 PRIVATE = re.compile(r"started a private Redis at (redis://127\.0\.0\.1:(\d+)/0)")
 STARTED = re.compile(r"started (\w+) \(pid (\d+)\)")
@@ -120,13 +120,12 @@ def start_up(tmp_path: Path, base_env: dict[str, str]) -> Iterator[StartUp]:
             argv += ["--probe-url", f"redis://127.0.0.1:{free_port()}/0"]
         log = tmp_path / f"up-{len(runs)}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen(
+            process = spawn(
                 argv,
                 cwd=tmp_path,
                 env=base_env | (env or {}),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
             )
         runs.append(Up(process, log, tmp_path))
         return runs[-1]
@@ -208,11 +207,11 @@ def test_private_redis_serves_and_keeps_its_data_and_port(
 def test_image_dropped_in_the_inbox_comes_out(start_up: StartUp, tmp_path: Path) -> None:
     up = start_up("-c", "1")
     up.wait_ready()
-    shutil.copy(DOG, tmp_path / "inbox" / "3.jpg")
-    up.wait_for(r"done 3\.jpg")
-    assert (tmp_path / "outbox" / "3.png").is_file()
-    assert (tmp_path / "done" / "3.jpg").is_file()
-    assert not (tmp_path / "inbox" / "3.jpg").exists()
+    shutil.copy(CAT, tmp_path / "inbox" / "cat.jpg")
+    up.wait_for(r"done cat\.jpg")
+    assert (tmp_path / "outbox" / "cat.png").is_file()
+    assert (tmp_path / "done" / "cat.jpg").is_file()
+    assert not (tmp_path / "inbox" / "cat.jpg").exists()
     assert up.stop(signal.SIGTERM) == 0, up.text()[-4000:]
     assert up.group_gone()
 

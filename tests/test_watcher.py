@@ -21,13 +21,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import EVALSET
+from tests.conftest import CAT
 from tests.redis_server import free_port
 from tests.service import WatchFolders, Worker, make_worker, start_watcher
 from watcher.daemon import WatchConfig, Watcher
 from worker.client import Client
-
-DOG = EVALSET / "images" / "3.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -49,10 +47,10 @@ def folders(base: Path, request: pytest.FixtureRequest) -> WatchFolders:
 
 
 @pytest.fixture(scope="module")
-def small_dog(base: Path) -> Path:
+def small_cat(base: Path) -> Path:
     """A small real photo: 200 of them go through u2netp in seconds."""
-    path = base / "small_dog.jpg"
-    with Image.open(DOG) as image:
+    path = base / "small_cat.jpg"
+    with Image.open(CAT) as image:
         image.resize((120, 84)).save(path, quality=90)
     return path
 
@@ -115,11 +113,11 @@ def test_dropped_file_comes_out_once_and_input_moves_to_done(
         CUTOUT_RESCAN_SECONDS="600",
     )
     try:
-        shutil.copy(DOG, folders.inbox / "dog.jpg")
+        shutil.copy(CAT, folders.inbox / "dog.jpg")
         wait_until_settled(folders, ["dog.jpg"], [])
         with Image.open(folders.outbox / "dog.png") as out:
-            assert out.mode == "RGBA" and out.size == (500, 351)
-        assert (folders.done / "dog.jpg").read_bytes() == DOG.read_bytes()
+            assert out.mode == "RGBA" and out.size == (451, 300)
+        assert (folders.done / "dog.jpg").read_bytes() == CAT.read_bytes()
     finally:
         assert watcher.stop() == 0
     assert "done dog.jpg -> " in watcher.text()
@@ -132,10 +130,10 @@ def test_finished_file_skips_the_settle_time(worker: Worker, folders: WatchFolde
     watcher = start_watcher(worker, folders, CUTOUT_SETTLE_SECONDS="60")
     try:
         started = time.monotonic()
-        shutil.copy(DOG, folders.inbox / "copied.jpg")
-        shutil.copy(DOG, folders.inbox / ".renamed.jpg.tmp")
+        shutil.copy(CAT, folders.inbox / "copied.jpg")
+        shutil.copy(CAT, folders.inbox / ".renamed.jpg.tmp")
         os.rename(folders.inbox / ".renamed.jpg.tmp", folders.inbox / "renamed.jpg")
-        (folders.inbox / "cut.jpg").write_bytes(DOG.read_bytes()[:5000])  # closed, not whole
+        (folders.inbox / "cut.jpg").write_bytes(CAT.read_bytes()[:5000])  # closed, not whole
         while files_under(folders.done) != ["copied.jpg", "renamed.jpg"]:
             assert time.monotonic() - started < 45, files_under(folders.done)
             time.sleep(0.1)
@@ -174,10 +172,10 @@ WRITERS: dict[str, Callable[[Path, Path], object]] = {
 
 @pytest.mark.parametrize("writer", sorted(WRITERS))
 def test_no_writer_sees_its_file_taken_before_it_is_done(
-    worker: Worker, folders: WatchFolders, small_dog: Path, writer: str
+    worker: Worker, folders: WatchFolders, small_cat: Path, writer: str
 ) -> None:
     source = folders.root / "source.jpg"
-    shutil.copyfile(small_dog, source)
+    shutil.copyfile(small_cat, source)
     source.chmod(0o640)  # so that copying the mode changes something
     names = [f"{i}.jpg" for i in range(20 if "paused" not in writer else 6)]
     watcher = start_watcher(worker, folders, CUTOUT_SETTLE_SECONDS="2")
@@ -194,7 +192,7 @@ def test_no_writer_sees_its_file_taken_before_it_is_done(
 def test_slow_chunked_write_is_taken_once_whole(worker: Worker, folders: WatchFolders) -> None:
     watcher = start_watcher(worker, folders, CUTOUT_SETTLE_SECONDS="0.8")
     try:
-        data = DOG.read_bytes()
+        data = CAT.read_bytes()
         with (folders.inbox / "slow.jpg").open("wb") as out:
             for start in range(0, len(data), len(data) // 6 + 1):
                 out.write(data[start : start + len(data) // 6 + 1])
@@ -212,7 +210,7 @@ def test_renamed_into_place_temp_names_and_hidden_files_ignored(
     watcher = start_watcher(worker, folders)
     try:
         for name in ("photo.jpg.part", "big.crdownload", ".hidden.jpg", "~$lock.jpg"):
-            shutil.copy(DOG, folders.inbox / name)
+            shutil.copy(CAT, folders.inbox / name)
         time.sleep(1.5)
         os.rename(folders.inbox / "photo.jpg.part", folders.inbox / "photo.jpg")
         deadline = time.monotonic() + 60
@@ -235,7 +233,7 @@ def test_nested_unicode_and_spaces_mirrored(worker: Worker, folders: WatchFolder
     names = ["shop/shoes/été rouge 1.jpg", "shop/bags/日本 bag.jpg", "a b/c d/e f.jpg"]
     watcher = start_watcher(worker, folders)
     try:
-        put(folders, names, DOG)
+        put(folders, names, CAT)
         wait_until_settled(folders, names, [])
     finally:
         watcher.stop()
@@ -245,9 +243,9 @@ def test_broken_input_goes_to_failed_with_its_reason(worker: Worker, folders: Wa
     watcher = start_watcher(worker, folders)
     try:
         (folders.inbox / "sub").mkdir()
-        (folders.inbox / "sub" / "broken.jpg").write_bytes(DOG.read_bytes()[:1500])
+        (folders.inbox / "sub" / "broken.jpg").write_bytes(CAT.read_bytes()[:1500])
         (folders.inbox / "notes.txt").write_text("not an image")
-        shutil.copy(DOG, folders.inbox / "good.jpg")
+        shutil.copy(CAT, folders.inbox / "good.jpg")
         wait_until_settled(folders, ["good.jpg"], ["notes.txt", "sub/broken.jpg"])
         note = json.loads((folders.failed / "sub" / "broken.jpg.error.json").read_text())
         # Named as the user knows it (its path in the inbox), not by the claim's inner path.
@@ -263,19 +261,19 @@ def test_broken_input_goes_to_failed_with_its_reason(worker: Worker, folders: Wa
 def test_same_stem_never_shares_an_output(worker: Worker, folders: WatchFolders) -> None:
     watcher = start_watcher(worker, folders)
     try:
-        shutil.copy(DOG, folders.inbox / "a.jpg")
+        shutil.copy(CAT, folders.inbox / "a.jpg")
         deadline = time.monotonic() + 60
         while not (folders.outbox / "a.png").exists():
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        with Image.open(DOG) as image:
+        with Image.open(CAT) as image:
             image.rotate(180).save(folders.inbox / "a.png")
         deadline = time.monotonic() + 60
         while files_under(folders.outbox) != ["a.png", "a.png.png"]:
             assert time.monotonic() < deadline, files_under(folders.outbox)
             time.sleep(0.1)
         # the same input dropped again keeps its own output
-        shutil.copy(DOG, folders.inbox / "a.jpg")
+        shutil.copy(CAT, folders.inbox / "a.jpg")
         time.sleep(3)
         assert files_under(folders.outbox) == ["a.png", "a.png.png"]
     finally:
@@ -283,26 +281,26 @@ def test_same_stem_never_shares_an_output(worker: Worker, folders: WatchFolders)
 
 
 def test_files_present_before_start_and_a_burst_of_200(
-    worker: Worker, folders: WatchFolders, small_dog: Path
+    worker: Worker, folders: WatchFolders, small_cat: Path
 ) -> None:
     early = [f"early/{i}.jpg" for i in range(5)]
     burst = [f"burst/{i // 50}/{i}.jpg" for i in range(200)]
-    put(folders, early, small_dog)
+    put(folders, early, small_cat)
     watcher = start_watcher(worker, folders)
     try:
-        put(folders, burst, small_dog)
+        put(folders, burst, small_cat)
         wait_until_settled(folders, early + burst, [], timeout=240)
     finally:
         watcher.stop()
 
 
 def test_watcher_killed_and_restarted_mid_burst(
-    worker: Worker, folders: WatchFolders, small_dog: Path
+    worker: Worker, folders: WatchFolders, small_cat: Path
 ) -> None:
     names = [f"{i}.jpg" for i in range(60)]
     watcher = start_watcher(worker, folders)
     for name in names:
-        shutil.copy(small_dog, folders.inbox / name)
+        shutil.copy(small_cat, folders.inbox / name)
     deadline = time.monotonic() + 60
     while len(files_under(folders.done)) < 10:
         assert time.monotonic() < deadline
@@ -315,12 +313,12 @@ def test_watcher_killed_and_restarted_mid_burst(
         again.stop()
 
 
-def test_worker_killed_mid_burst(worker: Worker, folders: WatchFolders, small_dog: Path) -> None:
+def test_worker_killed_mid_burst(worker: Worker, folders: WatchFolders, small_cat: Path) -> None:
     names = [f"{i}.jpg" for i in range(40)]
     watcher = start_watcher(worker, folders)
     try:
         for name in names:
-            shutil.copy(small_dog, folders.inbox / name)
+            shutil.copy(small_cat, folders.inbox / name)
         deadline = time.monotonic() + 60
         while len(files_under(folders.done)) < 5:
             assert time.monotonic() < deadline
@@ -332,13 +330,13 @@ def test_worker_killed_mid_burst(worker: Worker, folders: WatchFolders, small_do
         watcher.stop()
 
 
-def test_two_watchers_on_one_folder(worker: Worker, folders: WatchFolders, small_dog: Path) -> None:
+def test_two_watchers_on_one_folder(worker: Worker, folders: WatchFolders, small_cat: Path) -> None:
     names = [f"{i}.jpg" for i in range(60)]
     first = start_watcher(worker, folders)
     second = start_watcher(worker, folders)
     try:
         for name in names:
-            shutil.copy(small_dog, folders.inbox / name)
+            shutil.copy(small_cat, folders.inbox / name)
         wait_until_settled(folders, names, [], timeout=180)
         finished = first.text().count("done ") + second.text().count("done ")
         assert finished >= len(names)
@@ -385,7 +383,7 @@ def test_claim_whose_job_is_gone_is_sent_again(
     # As after a Redis restart without persistence: a claimed file, no record, no message.
     claim = folders.inbox / ".cutout-claims" / str(uuid.uuid4()) / "lost" / "dog.jpg"
     claim.parent.mkdir(parents=True)
-    shutil.copy(DOG, claim)
+    shutil.copy(CAT, claim)
     old = time.time() - 120
     os.utime(claim.parents[1], (old, old))
     watcher = in_process_watcher(worker, folders, client)
@@ -398,7 +396,7 @@ def test_claim_whose_job_is_gone_is_sent_again(
 
 
 def test_back_pressure_stops_claiming_until_the_queue_drains(
-    worker: Worker, folders: WatchFolders, small_dog: Path
+    worker: Worker, folders: WatchFolders, small_cat: Path
 ) -> None:
     # A queue no worker reads: nothing drains, so the watcher must stop at max_pending.
     stalled = make_worker(
@@ -407,7 +405,7 @@ def test_back_pressure_stops_claiming_until_the_queue_drains(
     settings = stalled.settings.model_copy(update={"queue": "nobody-listens"})
     names = [f"{i}.jpg" for i in range(12)]
     for name in names:
-        shutil.copy(small_dog, folders.inbox / name)
+        shutil.copy(small_cat, folders.inbox / name)
     with Client.from_settings(settings) as stalled_client:
         watcher = in_process_watcher(worker, folders, stalled_client, max_pending=4)
         thread = run_in_thread(watcher)
@@ -426,7 +424,7 @@ def test_keep_mode_leaves_input_and_never_takes_it_twice(
 ) -> None:
     watcher = start_watcher(worker, folders, CUTOUT_ON_SUCCESS="keep")
     try:
-        shutil.copy(DOG, folders.inbox / "kept.jpg")
+        shutil.copy(CAT, folders.inbox / "kept.jpg")
         deadline = time.monotonic() + 60
         while "done kept.jpg" not in watcher.text():
             assert time.monotonic() < deadline
@@ -442,7 +440,7 @@ def test_keep_mode_leaves_input_and_never_takes_it_twice(
 def test_delete_mode_removes_input(worker: Worker, folders: WatchFolders) -> None:
     watcher = start_watcher(worker, folders, CUTOUT_ON_SUCCESS="delete")
     try:
-        shutil.copy(DOG, folders.inbox / "gone.jpg")
+        shutil.copy(CAT, folders.inbox / "gone.jpg")
         deadline = time.monotonic() + 60
         while "done gone.jpg" not in watcher.text():
             assert time.monotonic() < deadline
@@ -457,7 +455,7 @@ def test_watcher_metrics(worker: Worker, folders: WatchFolders) -> None:
     port = free_port()
     watcher = start_watcher(worker, folders, CUTOUT_WATCHER_METRICS_PORT=str(port))
     try:
-        shutil.copy(DOG, folders.inbox / "counted.jpg")
+        shutil.copy(CAT, folders.inbox / "counted.jpg")
         wait_until_settled(folders, ["counted.jpg"], [])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
@@ -480,8 +478,8 @@ def test_file_name_that_is_not_utf8_fails_alone_with_its_reason(
     try:
         raw = os.fsencode(folders.inbox) + b"/caf\xe9.jpg"  # Latin-1 bytes from an old share
         with open(raw, "wb") as out:
-            out.write(DOG.read_bytes())
-        shutil.copy(DOG, folders.inbox / "fine.jpg")
+            out.write(CAT.read_bytes())
+        shutil.copy(CAT, folders.inbox / "fine.jpg")
         bad = os.fsdecode(b"caf\xe9.jpg")
         wait_until_settled(folders, ["fine.jpg"], [bad])
         note = json.loads((folders.failed / f"{bad}.error.json").read_text())

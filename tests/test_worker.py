@@ -27,13 +27,13 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cutout.cli.main import cli
-from tests.conftest import EVALSET
+from tests.conftest import CAT
+from tests.processes import spawn
 from tests.redis_server import free_port
 from tests.service import Worker, make_worker, running_worker
 from worker.client import Client
 from worker.jobs import TASK_NAME, JobError, JobRecord
 
-DOG = EVALSET / "images" / "3.jpg"
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -51,7 +51,7 @@ def client(worker: Worker) -> Iterator[Client]:
         yield c
 
 
-def drop(worker: Worker, rel: str, source: Path = DOG) -> Path:
+def drop(worker: Worker, rel: str, source: Path = CAT) -> Path:
     target = worker.folders["inbox"] / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, target)
@@ -98,12 +98,12 @@ def test_submit_by_path_goes_queued_started_succeeded(worker: Worker, client: Cl
     assert record.model == "u2netp" and record.worker and record.duration
     assert record.attempts == 1
     assert record.created and record.started and record.finished
-    assert load(out).mode == "RGBA" and load(out).size == load(DOG).size
+    assert load(out).mode == "RGBA" and load(out).size == load(CAT).size
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp file
 
 
 def test_submit_bytes_returns_the_image(client: Client) -> None:
-    job_id = client.submit_bytes(DOG.read_bytes(), name="dog.jpg", format="webp")
+    job_id = client.submit_bytes(CAT.read_bytes(), name="dog.jpg", format="webp")
     result = client.wait(job_id, 60)
     assert result.record.state == "succeeded" and result.record.output is None
     assert result.data is not None
@@ -131,7 +131,7 @@ def test_each_background(
     image = load(out)
     assert image.mode == mode
     if options.get("crop"):
-        assert image.width < load(DOG).width
+        assert image.width < load(CAT).width
 
 
 def test_image_background_from_the_inbox(worker: Worker, client: Client) -> None:
@@ -141,7 +141,8 @@ def test_image_background_from_the_inbox(worker: Worker, client: Client) -> None
     source = drop(worker, "bg/on-blue.jpg")
     record = finished(client, client.submit(source, background=str(backdrop)))
     assert record.state == "succeeded", record.error
-    assert load(Path(record.output or "")).convert("RGB").getpixel((0, 0)) == (0, 0, 255)
+    result = load(Path(record.output or "")).convert("RGB")
+    assert result.getpixel((result.width - 1, 0)) == (0, 0, 255)  # top right: background
 
 
 def test_rerun_writes_the_same_file_not_a_second(worker: Worker, client: Client) -> None:
@@ -154,7 +155,7 @@ def test_rerun_writes_the_same_file_not_a_second(worker: Worker, client: Client)
 
 def test_broken_image_fails_at_once_with_reason(worker: Worker, client: Client) -> None:
     broken = worker.folders["inbox"] / "broken.jpg"
-    broken.write_bytes(DOG.read_bytes()[:2000])
+    broken.write_bytes(CAT.read_bytes()[:2000])
     record = finished(client, client.submit(broken))
     assert record.state == "failed"
     assert "broken.jpg" in (record.error or "") and "truncated" in (record.error or "")
@@ -171,7 +172,7 @@ def test_broken_image_fails_at_once_with_reason(worker: Worker, client: Client) 
     ],
 )
 def test_paths_outside_the_roots_are_refused(worker: Worker, client: Client, path: str) -> None:
-    shutil.copy(DOG, worker.folders["inbox"].parent / "outside.jpg")
+    shutil.copy(CAT, worker.folders["inbox"].parent / "outside.jpg")
     record = finished(client, client.submit(path))
     assert record.state == "failed"
     assert "refused" in (record.error or "")
@@ -179,7 +180,7 @@ def test_paths_outside_the_roots_are_refused(worker: Worker, client: Client, pat
 
 def test_symlink_in_the_inbox_pointing_outside_is_refused(worker: Worker, client: Client) -> None:
     outside = worker.folders["inbox"].parent / "secret.jpg"
-    shutil.copy(DOG, outside)
+    shutil.copy(CAT, outside)
     link = worker.folders["inbox"] / "innocent.jpg"
     link.symlink_to(outside)
     record = finished(client, client.submit(link))
@@ -312,7 +313,7 @@ def test_cutout_submit_by_path_and_inline(worker: Worker, tmp_path: Path) -> Non
     inside = drop(worker, "cli/dog.jpg")
     outside = tmp_path / "elsewhere" / "dog.jpg"
     outside.parent.mkdir()
-    shutil.copy(DOG, outside)
+    shutil.copy(CAT, outside)
     result = CliRunner().invoke(
         cli,
         ["submit", str(inside), str(outside), "--wait", "--json", "-o", str(tmp_path / "got")],
@@ -349,7 +350,7 @@ def test_job_posted_through_flowers_rest_api(worker: Worker, client: Client) -> 
         "CUTOUT_FLOWER_PASSWORD": "s3cret",
         "CUTOUT_FLOWER_PORT": str(port),
     }
-    flower = subprocess.Popen(
+    flower = spawn(
         [sys.executable, "-m", "cutout", "flower"],
         env=env,
         stdout=subprocess.DEVNULL,

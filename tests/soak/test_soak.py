@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import EVALSET
+from tests.conftest import CAT
 from tests.imagefactory import png_claiming_size
 from tests.redis_server import RedisProcess
 from tests.service import WatcherProcess, WatchFolders, make_worker, start_watcher
@@ -66,7 +66,7 @@ class Soak:
             CUTOUT_TASK_TIME_LIMIT="15",  # a job stuck by a fault is sent again after 75 s
         )
         self.folders = WatchFolders(root / "watch")
-        with Image.open(EVALSET / "images" / "3.jpg") as image:
+        with Image.open(CAT) as image:
             buffer = io.BytesIO()
             image.resize((120, 84)).save(buffer, "JPEG")
         self.good_bytes = buffer.getvalue()
