@@ -6,6 +6,7 @@ from celery import Celery
 
 from settings import Settings, load_settings
 from worker.jobs import TASK_NAME
+from worker.status import OUTAGE_BACKOFF_CAP, outage_retries
 
 
 def visibility_timeout(settings: Settings) -> int:
@@ -34,7 +35,20 @@ def create_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A Redis restart must lose no job. Cancelling the running jobs on a lost broker
+        # connection (Celery 6's default) *terminates* them, and a terminated request is
+        # acknowledged once the connection is back: its message leaves Redis's unacked
+        # set, never to return, and its record stays "started". Kept running instead, a
+        # job waits for Redis to finish its record (worker.tasks, outage_wait), and its
+        # acknowledgement, by delivery tag, works on the new connection. One that could
+        # not be acknowledged comes back after the visibility timeout and, its record
+        # final, is not run again.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_connection_max_retries=None,  # a worker waits out a Redis restart
+        # Celery's own result write waits for Redis too: failing it fails the task.
+        result_backend_always_retry=True,
+        result_backend_max_retries=outage_retries(settings.task_time_limit),
+        result_backend_max_sleep_between_retries_ms=int(OUTAGE_BACKOFF_CAP * 1000),
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,

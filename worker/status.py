@@ -15,6 +15,7 @@ Redis errors propagate: the caller decides whether to retry.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.client import Pipeline
 from redis.retry import Retry
 from redis.typing import EncodableT
@@ -37,6 +38,12 @@ MANAGED_FIELDS = frozenset({"id", "state", "attempts", "created", "started", "fi
 # A blocking XREAD must return before the socket gives up on it.
 SOCKET_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 5.0
+OUTAGE_BACKOFF_CAP = 2.0  # seconds between tries once an outage has lasted a while
+
+
+def outage_retries(seconds: float) -> int:
+    """Retries that, at OUTAGE_BACKOFF_CAP apart, span about `seconds`."""
+    return max(1, math.ceil(seconds / OUTAGE_BACKOFF_CAP))
 
 RawHash = Mapping[bytes | str, bytes | str]
 
@@ -61,16 +68,32 @@ class StatusStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, ttl: int, result_ttl: int = 3600, prefix: str = "cutout"
+        cls,
+        url: str,
+        *,
+        ttl: int,
+        result_ttl: int = 3600,
+        prefix: str = "cutout",
+        outage_wait: float = 0.0,
     ) -> StatusStore:
-        """A store on its own client. Bytes responses (results are binary)."""
+        """A store on its own client. Bytes responses (results are binary).
+
+        By default one immediate retry survives a pooled connection the server dropped, and
+        an outage reaches the caller at once (the watcher and the CLI say so and go on).
+        `outage_wait` > 0 keeps retrying a lost connection for about that many seconds
+        instead: a worker whose job is done waits for Redis to come back rather than lose
+        the job's record (and, through the failure, its message).
+        """
+        retry = (
+            Retry(ExponentialBackoff(cap=OUTAGE_BACKOFF_CAP, base=0.1), outage_retries(outage_wait))
+            if outage_wait > 0
+            else Retry(NoBackoff(), 1)
+        )
         client = redis.Redis.from_url(
             url,
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
-            # One immediate retry survives a pooled connection the server dropped; redis-py's
-            # default (10, with backoff) would hide an outage for seconds from the caller.
-            retry=Retry(NoBackoff(), 1),
+            retry=retry,
         )
         return cls(client, ttl=ttl, result_ttl=result_ttl, prefix=prefix)
 

@@ -86,8 +86,14 @@ class _ProcessState:
     def status(self) -> StatusStore:
         with self._lock:
             if self._status is None:
+                # A Redis restart must not cost a job its record, nor its message (a task
+                # that fails on a lost connection is acknowledged as failed): wait for
+                # Redis as long as a job may run at all.
                 self._status = StatusStore.from_url(
-                    settings.status_url, ttl=settings.status_ttl, result_ttl=settings.result_ttl
+                    settings.status_url,
+                    ttl=settings.status_ttl,
+                    result_ttl=settings.result_ttl,
+                    outage_wait=settings.task_time_limit,
                 )
             return self._status
 

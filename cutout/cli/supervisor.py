@@ -149,7 +149,7 @@ def redis_argv(folder: Path, port: int) -> list[str]:
         redis_server(),
         *("--bind", "127.0.0.1", "--port", str(port), "--protected-mode", "yes"),
         *("--dir", str(folder), "--logfile", str(folder / "redis.log")),
-        *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
+        *("--appendonly", "yes", "--appendfsync", "always", "--save", ""),  # no lost jobs
     ]
 
 
