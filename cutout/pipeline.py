@@ -37,15 +37,26 @@ class RemovalOptions:
 class Remover:
     """A session and options bound together, with an image background decoded once."""
 
-    def __init__(self, session: Session, options: RemovalOptions | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        options: RemovalOptions | None = None,
+        *,
+        backdrop: ImageInput | None = None,
+    ) -> None:
+        """`backdrop`: where an image background is read from, when not from its path (the
+        worker hands over the file it opened under its confinement rules)."""
         self.session = session
         self.options = options or RemovalOptions()
         refine.check(self.options.refine)
         self._backdrop: Image.Image | None = None
         if self.options.background.kind == "image":
             assert self.options.background.path is not None
+            source = self.options.background.path if backdrop is None else backdrop
             self._backdrop = decode(
-                self.options.background.path, max_pixels=self.options.max_pixels
+                source,
+                max_pixels=self.options.max_pixels,
+                source=str(self.options.background.path),
             ).image
 
     def decode(self, data: ImageInput, source: str | None = None) -> Decoded:

@@ -41,7 +41,10 @@ class Background:
 TRANSPARENT = Background("transparent")
 
 
-def parse_background(spec: str | Background) -> Background:
+def parse_background(spec: str | Background, *, local: bool = True) -> Background:
+    """A background spec; `local`: an image path is the user's own (`~` expanded, the file
+    must exist). A job's spec is not local: its path is only a name here, resolved and
+    confined by the worker, so that parsing it touches no file."""
     if isinstance(spec, Background):
         return spec
     text = spec.strip()
@@ -58,6 +61,8 @@ def parse_background(spec: str | Background) -> Background:
         return Background("color", color=(rgba[0], rgba[1], rgba[2], rgba[3]))
     if text.startswith("#"):
         raise BackgroundSpecError(f"{text!r} is not a colour; accepted: {BACKGROUND_HELP}")
+    if not local:
+        return Background("image", path=Path(text))
     path = Path(text).expanduser()
     if not path.is_file():
         raise BackgroundSpecError(

@@ -145,6 +145,27 @@ def test_image_background_from_the_inbox(worker: Worker, client: Client) -> None
     assert result.getpixel((result.width - 1, 0)) == (0, 0, 255)  # top right: background
 
 
+def test_a_background_path_is_found_in_the_folders_only(worker: Worker, client: Client) -> None:
+    backdrop = worker.folders["inbox"] / "backdrops" / "red.png"
+    backdrop.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 40), (255, 0, 0)).save(backdrop)
+    (worker.folders["inbox"].parent / "outside.png").write_bytes(backdrop.read_bytes())
+    source = drop(worker, "bg/relative.jpg")
+    # Relative to the inbox, as an input path is.
+    record = finished(client, client.submit(source, background="backdrops/red.png"))
+    assert record.state == "succeeded", record.error
+    result = load(Path(record.output or "")).convert("RGB")
+    assert result.getpixel((result.width - 1, 0)) == (255, 0, 0)
+    # A file relative to the worker's working folder (it shares the test's), one outside the
+    # folders and one that exists nowhere: one answer for all, and no picture handed back.
+    errors = set()
+    for spec in (os.path.relpath(CAT), "../outside.png", "backdrops/missing.png", "~/x.png"):
+        answer = client.wait(client.submit(source, background=spec, return_bytes=True), 60)
+        assert answer.record.state == "failed" and answer.data is None, spec
+        errors.add((answer.record.error or "").replace(spec, "<background>"))
+    assert errors == {"<background>: refused: not found in the allowed folders"}
+
+
 def test_rerun_writes_the_same_file_not_a_second(worker: Worker, client: Client) -> None:
     source = drop(worker, "again/dog.jpg")
     first = finished(client, client.submit(source))
@@ -541,7 +562,7 @@ def test_hostile_inputs_are_refused_and_the_worker_survives(
     assert record.state == "failed"
     assert record.error and (
         "not a regular file" in record.error
-        or "no such file" in record.error
+        or "not found in the allowed folders" in record.error
         or "4096" in record.error
     )
     assert worker.process is not None and worker.process.poll() is None

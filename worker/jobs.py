@@ -88,7 +88,7 @@ class RemoveJob(BaseModel):
     @classmethod
     def _background(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_background(value)
+            parse_background(value, local=False)  # its file is the worker's to find
         return value
 
     @model_validator(mode="after")

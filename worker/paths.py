@@ -60,14 +60,21 @@ def _check_opened(fd: int, raw: str, roots: Sequence[Path]) -> None:
         raise PathRefused(f"{raw}: refused, moved outside the allowed folders while in use")
 
 
-def input_file(raw: str, inbox: Path, roots: Sequence[Path]) -> Path:
-    """A regular file under the roots; FIFOs, devices and folders are refused unopened
-    (opening a FIFO would block the worker forever)."""
-    path = confine(raw, inbox, roots)
+def not_found(raw: str) -> PathRefused:
+    """One answer whether a file is missing or outside the roots: an error must not tell a
+    job's sender which files exist outside the folders."""
+    return PathRefused(f"{raw}: refused: not found in the allowed folders")
+
+
+def input_file(raw: str, base: Path, roots: Sequence[Path]) -> Path:
+    """A regular file under the roots, `raw` read relative to `base` (never the process's
+    working folder); FIFOs, devices and folders are refused unopened (opening a FIFO would
+    block the worker forever). Used for every file a job reads: its input, its backdrop."""
     try:
+        path = confine(raw, base, roots)
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise JobError(f"{raw}: no such file") from None
+    except (PathRefused, FileNotFoundError):
+        raise not_found(raw) from None
     except OSError as exc:
         raise JobError(f"{raw}: cannot read ({exc.strerror})") from exc
     if not stat.S_ISREG(mode):
@@ -103,7 +110,7 @@ def open_input(path: Path, raw: str, roots: Sequence[Path]) -> tuple[BinaryIO, o
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise JobError(f"{raw}: no such file") from None
+        raise not_found(raw) from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
             raise PathRefused(f"{raw}: refused, replaced by a symlink while in use") from None

@@ -17,7 +17,6 @@ from cutout.specs import parse_background
 from settings import Settings, engine
 from worker.jobs import RemoveJob
 from worker.paths import (
-    confine,
     input_file,
     mirrored_output,
     open_input,
@@ -102,9 +101,12 @@ class JobRunner:
             name: getattr(job, name) for name in _OPTION_FIELDS if getattr(job, name) is not None
         }
         if job.background is not None:
-            background = parse_background(job.background)
-            if background.path is not None:  # a backdrop file is read like an input
-                confine(str(background.path), self.settings.inbox, self.settings.roots)
+            background = parse_background(job.background, local=False)
+            if background.path is not None:
+                # A backdrop file is found like an input: relative to the inbox, confined,
+                # a regular file; the same answer whether it is missing or not allowed.
+                real = input_file(str(background.path), self.settings.inbox, self.settings.roots)
+                background = replace(background, path=real)
             overrides["background"] = background
         return replace(self.defaults, **overrides)
 
@@ -118,5 +120,14 @@ class JobRunner:
                 session = engine.model_session(
                     self.settings, model, processes=self.processes, progress=False
                 )
-                remover = self._removers[key] = Remover(session, options)
+                remover = self._removers[key] = self._new_remover(session, options)
             return remover
+
+    def _new_remover(self, session: Session, options: RemovalOptions) -> Remover:
+        backdrop = options.background.path
+        if backdrop is None or backdrop == self.defaults.background.path:
+            return Remover(session, options)  # the configured backdrop: the operator's file
+        # A job's backdrop is opened as its input is: no symlink swapped in meanwhile.
+        stream, _ = open_input(backdrop, str(backdrop), self.settings.roots)
+        with stream:
+            return Remover(session, options, backdrop=stream)

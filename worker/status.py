@@ -45,6 +45,7 @@ def outage_retries(seconds: float) -> int:
     """Retries that, at OUTAGE_BACKOFF_CAP apart, span about `seconds`."""
     return max(1, math.ceil(seconds / OUTAGE_BACKOFF_CAP))
 
+
 RawHash = Mapping[bytes | str, bytes | str]
 
 
