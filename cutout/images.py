@@ -446,7 +446,10 @@ def write_atomic(
     elif like is not None:
         with suppress(FileNotFoundError):  # gone since it was read: the output still counts
             source = os.stat(like)
-    tmp_name = f".{path.name[:200]}.{secrets.token_hex(4)}.tmp"
+    # At most 200 bytes of the name: with the dot and the suffix, within any file system's
+    # 255-byte limit whatever the name's script (a CJK character is 3 bytes in UTF-8).
+    head = os.fsencode(path.name)[:200].decode("utf-8", "ignore")
+    tmp_name = f".{head}.{secrets.token_hex(4)}.tmp"
     # In an open folder, names are taken relative to it; else the paths as given.
     name = path.name if dir_fd is not None else str(path)
     tmp = tmp_name if dir_fd is not None else str(path.with_name(tmp_name))

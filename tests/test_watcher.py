@@ -25,6 +25,7 @@ from tests.conftest import CAT
 from tests.redis_server import free_port
 from tests.service import WatchFolders, Worker, make_worker, start_watcher
 from watcher.daemon import WatchConfig, Watcher
+from watcher.names import fit_name
 from worker.client import Client
 
 
@@ -73,12 +74,16 @@ def files_under(folder: Path) -> list[str]:
 
 
 def wait_until_settled(
-    folders: WatchFolders, good: list[str], bad: list[str], timeout: float = 120
+    folders: WatchFolders,
+    good: list[str],
+    bad: list[str],
+    timeout: float = 120,
+    failed: list[str] | None = None,
 ) -> None:
     """Every good input has one output and sits in done; every bad one is in failed with
-    its reason; the inbox and the claims are empty."""
+    its reason (or failed/ holds exactly `failed`); the inbox and the claims are empty."""
     expected_out = sorted(str(Path(g).with_suffix(".png").as_posix()) for g in good)
-    expected_failed = sorted([*bad, *(f"{b}.error.json" for b in bad)])
+    expected_failed = sorted(failed or [*bad, *(f"{b}.error.json" for b in bad)])
     deadline = time.monotonic() + timeout
     while True:
         state = (
@@ -487,6 +492,27 @@ def test_file_name_that_is_not_utf8_fails_alone_with_its_reason(
         assert watcher.process.poll() is None  # still watching
     finally:
         watcher.stop()
+
+
+def test_names_as_long_as_a_folder_allows_end_alone(
+    worker: Worker, folders: WatchFolders, small_cat: Path
+) -> None:
+    # 249 bytes: its `.error.json` would be 260, more than any file system takes in a name.
+    broken = "b" * 245 + ".jpg"
+    good = ["g" * 251 + ".jpg", "猫" * 83 + ".jpg", "after.jpg"]  # 255, 253 bytes, short
+    watcher = start_watcher(worker, folders)
+    try:
+        (folders.inbox / broken).write_bytes(b"not an image at all")
+        for name in good:
+            shutil.copy(small_cat, folders.inbox / name)
+        note_name = fit_name(broken, ".error.json")
+        wait_until_settled(folders, good, [], failed=[broken, note_name])
+        assert watcher.process.poll() is None  # still watching
+    finally:
+        watcher.stop()
+    assert len(os.fsencode(note_name)) == 255 and note_name.endswith(".error.json")
+    note = json.loads((folders.failed / note_name).read_text())
+    assert note["input"] == broken and "b" * 20 in note["error"]
 
 
 def test_a_deep_path_is_named_in_full_and_by_its_end_beyond_a_jobs_limit() -> None:

@@ -217,6 +217,15 @@ def test_output_outside_the_roots_is_refused(
     assert not (tmp_path / "stolen.png").exists()
 
 
+def test_an_output_name_too_long_for_its_folder_fails_at_once(
+    worker: Worker, client: Client
+) -> None:
+    source = drop(worker, "long/dog.jpg")
+    record = finished(client, client.submit(source, output_path="long/" + "x" * 300 + ".png"))
+    assert record.state == "failed" and "output name too long" in (record.error or "")
+    assert record.attempts == 1  # not retried as if the folder had hiccupped
+
+
 def test_pickle_message_is_refused_and_the_worker_carries_on(
     worker: Worker, client: Client
 ) -> None:

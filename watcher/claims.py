@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from watcher.names import fit_name
 from watcher.rules import CLAIMS
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def write_error(
         "worker": worker,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    path = target.with_name(target.name + ".error.json")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    path = target.with_name(fit_name(target.name, ".error.json"))
+    tmp = path.with_name(f".cutout-{uuid.uuid4().hex[:8]}.error.tmp")
     tmp.write_text(json.dumps(note, indent=2) + "\n")
     os.replace(tmp, path)

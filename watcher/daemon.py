@@ -14,9 +14,11 @@ import queue
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from kombu.exceptions import OperationalError
@@ -38,6 +40,7 @@ log = logging.getLogger("cutout.watcher")
 UNREACHABLE = (redis.RedisError, OperationalError, OSError)
 JOB_FILE = ".job.json"
 FRESH_CLAIM_SECONDS = 10.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,23 @@ class Watcher:
         if room > 0 and self.settler:
             for path, waited in self.settler.ready(room):
                 self.metrics.settle_seconds.observe(waited)
-                self.take(path)
+                self._alone(path, self.take, path)
         while not self.outcomes.empty():
-            self.finish(self.outcomes.get_nowait())
+            record = self.outcomes.get_nowait()
+            self._alone(record.id, self.finish, record)
         self.metrics.pending.set(len(self.settler))
         self.metrics.in_flight.set(len(self.active))
+
+    @staticmethod
+    def _alone(about: object, action: Callable[[T], None], item: T) -> None:
+        """One file's trouble (a name its folder cannot hold, a full disk, a folder it may
+        not write) is logged with its name and stays that file's: the watcher goes on with
+        the others. A claim whose outcome could not be settled stays, and the next
+        reconcile tries again."""
+        try:
+            action(item)
+        except OSError as exc:
+            log.error("%s: %s", about, exc)
 
     def rescan(self) -> None:
         for path in scan(self.config.inbox):
@@ -227,13 +242,16 @@ class Watcher:
     def _failed(self, claim: Claim, record: JobRecord) -> None:
         target = move(claim, self.config.failed_dir)
         if target is not None:
-            write_error(
-                target,
-                error=record.error or "unknown error",
-                job_id=record.id,
-                attempts=record.attempts,
-                worker=record.worker,
-            )
+            try:
+                write_error(
+                    target,
+                    error=record.error or "unknown error",
+                    job_id=record.id,
+                    attempts=record.attempts,
+                    worker=record.worker,
+                )
+            except OSError as exc:  # the input is in failed/ already; its reason is here
+                log.error("%s: cannot write its error file (%s)", claim.rel, exc)
         log.info("failed %s: %s", claim.rel, record.error)
 
     # --- after a restart, or a lost event ---

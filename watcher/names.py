@@ -7,18 +7,34 @@ claimed with HSETNX so that two watchers agree; the same input dropped again kee
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import redis
 
 KEY = "cutout:outputs"
+NAME_MAX = 255  # bytes in one name: ext4, XFS, btrfs, NTFS, APFS and SMB shares alike
+
+
+def fit_name(name: str, suffix: str) -> str:
+    """`name + suffix`, or - where that is longer than a file name may be - as much of the
+    name as fits, then `~` and a hash of the whole name (still unique), then the suffix."""
+    whole = name + suffix
+    if len(os.fsencode(whole)) <= NAME_MAX:
+        return whole
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:10]
+    room = NAME_MAX - len(os.fsencode(f"~{digest}{suffix}"))
+    head = os.fsencode(name)[:room].decode("utf-8", "ignore")
+    return f"{head}~{digest}{suffix}"
 
 
 def output_rel(client: redis.Redis, rel: Path, fmt: str, outbox: Path) -> Path:
-    plain = rel.with_suffix(f".{fmt}")
+    plain = rel.with_name(fit_name(rel.stem, f".{fmt}"))
     if _own(client, plain, rel, outbox):
         return plain
-    spelled = rel.with_name(f"{rel.name}.{fmt}")  # unique: input names are unique per folder
+    # Unique: input names are unique per folder.
+    spelled = rel.with_name(fit_name(rel.name, f".{fmt}"))
     client.hset(KEY, str(outbox / spelled), rel.as_posix())
     return spelled
 

@@ -3,6 +3,7 @@ options merged over the settings, the result written atomically or returned as b
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -15,7 +16,7 @@ from cutout.pipeline import RemovalOptions, Remover, output_format
 from cutout.session import Session
 from cutout.specs import parse_background
 from settings import Settings, engine
-from worker.jobs import RemoveJob
+from worker.jobs import JobError, RemoveJob
 from worker.paths import (
     input_file,
     mirrored_output,
@@ -70,8 +71,13 @@ class JobRunner:
         result = remover.encode(image, fmt, job.label)
         del image
         if target is not None:
-            with output_folder(target.parent, settings.roots) as folder:
-                write_atomic(target, result, like=info, dir_fd=folder)
+            try:
+                with output_folder(target.parent, settings.roots) as folder:
+                    write_atomic(target, result, like=info, dir_fd=folder)
+            except OSError as exc:
+                if exc.errno != errno.ENAMETOOLONG:
+                    raise  # a folder hiccup: retried
+                raise JobError(f"{target.name}: output name too long for its folder") from None
         keep = job.return_bytes or target is None
         duration = time.monotonic() - started
         return Outcome(target, result if keep else None, model, duration, pixels)
