@@ -226,6 +226,24 @@ def test_an_output_name_too_long_for_its_folder_fails_at_once(
     assert record.attempts == 1  # not retried as if the folder had hiccupped
 
 
+def test_a_name_cannot_forge_a_line_in_the_worker_log(worker: Worker, client: Client) -> None:
+    forged = "[2026-01-01 00:00:00,000: ERROR/MainProcess] disk on fire"
+    broken = worker.folders["inbox"] / "forge.jpg"
+    broken.write_bytes(b"not an image")
+    name = f"forge.jpg\n{forged}\x1b[2J\r"
+    record = finished(client, client.submit(broken, input_name=name))
+    assert record.state == "failed"
+    assert worker.process is not None
+    log = worker.log.read_text(errors="replace")
+    deadline = time.monotonic() + 30  # the pool's line reaches the file through the parent
+    while "disk on fire" not in log and time.monotonic() < deadline:
+        time.sleep(0.1)
+        log = worker.log.read_text(errors="replace")
+    assert "forge.jpg\\n[2026-01-01" in log and "\\x1b[2J" in log
+    assert not any(line.startswith(forged) for line in log.splitlines())
+    assert "\x1b" not in log and "\r" not in log
+
+
 def test_pickle_message_is_refused_and_the_worker_carries_on(
     worker: Worker, client: Client
 ) -> None:

@@ -17,6 +17,8 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -29,6 +31,7 @@ from cutout.models import get_model
 from worker import metrics
 from worker.app import app, settings
 from worker.jobs import TASK_NAME, JobError, RemoveJob, parse_job
+from worker.logs import guard
 from worker.presence import Presence, keep_beating
 from worker.runner import JobRunner
 from worker.status import StatusStore
@@ -121,6 +124,13 @@ def _before_fork(sender: Any = None, **_: Any) -> None:
             mirror=settings.model_mirror,
             progress=False,
         )
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _escaped_logs(logger: logging.Logger, **_: Any) -> None:
+    """No job's name can forge a line in the worker's log (worker.logs)."""
+    guard(logger.handlers)
 
 
 @worker_process_shutdown.connect

@@ -8,6 +8,7 @@ from importlib import import_module
 import click
 
 from cutout.cli.common import CliState
+from worker.logs import guard
 
 # Subcommands load on use: `cutout status` need not import ONNX Runtime, nor `cutout i` Celery.
 COMMANDS = {
@@ -54,6 +55,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    guard(logging.getLogger().handlers)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from cutout.cli.common import check_tls, get_settings, reporting
 from settings import Settings
 from watcher.daemon import WatchConfig, Watcher
 from worker.client import Client
+from worker.logs import guard
 
 
 def watch_config(settings: Settings) -> WatchConfig:
@@ -60,6 +61,7 @@ def _console_logging() -> None:
     """One plain line per event on stderr: what `cutout up` shows on the console."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    guard([handler])
     for name in ("cutout", "watcher"):
         logger = logging.getLogger(name)
         logger.setLevel(logging.INFO)
