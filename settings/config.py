@@ -32,6 +32,10 @@ from cutout.specs import (
 
 ENV_PREFIX = "CUTOUT_"
 PROVIDER_HELP = "auto, or a comma-separated list such as CUDAExecutionProvider,CPUExecutionProvider"
+REDIS_URL_HELP = "redis://[:password@]host:port/db, rediss://... (TLS) or unix:///path/to/socket"
+# What an error message about settings may never show as given.
+SECRET_FIELDS = frozenset({"flower_password"})
+URL_FIELDS = frozenset({"broker_url", "result_backend"})
 
 
 def default_model_home() -> Path:
@@ -252,11 +256,14 @@ class Settings(BaseSettings):
     @field_validator("broker_url", "result_backend")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                "not a Redis URL; accepted: redis://[:password@]host:port/db, "
-                "rediss://... (TLS) or unix:///path/to/socket"
-            )
+        if value is None:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"not a Redis URL; accepted: {REDIS_URL_HELP}")
+        try:
+            urlsplit(value).port  # noqa: B018 - parsing the port is the check
+        except ValueError:
+            raise ValueError(f"the port is not a number; accepted: {REDIS_URL_HELP}") from None
         return value
 
     @field_validator("redis_ca_file", mode="after")
@@ -345,6 +352,37 @@ def verified_tls_url(url: str, ca_file: Path | None) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
 
 
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, in the user part or the query."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        # A lone userinfo may be a password too (redis://secret@host): hide it all.
+        userinfo = f"{user}:***" if colon else "***"
+    query = urlencode(
+        [
+            (name, "***" if name == "password" else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="*/",
+    )
+    # Built by hand: urlunsplit drops the "//" of unix:///path.
+    masked = f"{parts.scheme}://{userinfo}{at}{host}{parts.path}"
+    return (
+        masked + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    )
+
+
+def shown(field: str, value: object) -> str:
+    """A setting's value as an error may show it: never a secret."""
+    if field in SECRET_FIELDS:
+        return "'***'"
+    if field in URL_FIELDS and isinstance(value, str):
+        return repr(mask_url(value))
+    return repr(value)
+
+
 def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
@@ -359,6 +397,5 @@ def load_settings(**overrides: Any) -> Settings:
             field = str(err["loc"][0]) if err["loc"] else "?"
             cause = err.get("ctx", {}).get("error")
             reason = str(cause) if isinstance(cause, CutoutError | ValueError) else err["msg"]
-            value = err.get("input")
-            lines.append(f"{env_name(field)}={value!r}: {reason}")
+            lines.append(f"{env_name(field)}={shown(field, err.get('input'))}: {reason}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

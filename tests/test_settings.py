@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from cutout.cli.main import cli
 from settings import Settings, SettingsError, load_settings
 
 
@@ -112,3 +114,28 @@ def test_bad_redis_ca_file(
     monkeypatch.setenv("CUTOUT_REDIS_CA_FILE", ca)
     with pytest.raises(SettingsError, match=f"CUTOUT_REDIS_CA_FILE='{ca}': {expected}"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://:s3cret-pw@host:notaport/0", "the port is not a number"),
+        ("http://:s3cret-pw@host:6379/0", "not a Redis URL"),
+        ("redis://s3cret-pw@host:port/0", "the port is not a number"),
+        ("rediss://user:s3cret-pw@host:99999999999/0", "the port is not a number"),
+    ],
+)
+@pytest.mark.parametrize("variable", ["CUTOUT_BROKER_URL", "CUTOUT_RESULT_BACKEND"])
+def test_a_bad_redis_url_is_named_and_its_password_never_shown(
+    monkeypatch: pytest.MonkeyPatch, variable: str, url: str, reason: str
+) -> None:
+    monkeypatch.setenv(variable, url)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert f"{variable}=" in message and reason in message
+    assert "s3cret-pw" not in message and "***" in message
+    # The CLI says the same in one message and exit 3, no traceback.
+    result = CliRunner().invoke(cli, ["status"])
+    assert result.exit_code == 3 and reason in result.output
+    assert "s3cret-pw" not in result.output and "Traceback" not in result.output

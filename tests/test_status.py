@@ -14,8 +14,8 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from cutout.cli.common import mask_url
 from cutout.cli.main import cli
+from settings.config import mask_url
 from worker.jobs import JobRecord, State
 from worker.status import StatusStore
 

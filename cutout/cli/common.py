@@ -8,13 +8,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import click
 import redis
 
 from cutout.errors import ConfigError, CutoutError, ImageError, ModelError, OutputFormatError
 from settings import Settings, SettingsError, load_settings
+from settings.config import mask_url
 
 # Exit codes, documented in README.md ("Exit codes").
 EXIT_OK = 0
@@ -96,28 +96,6 @@ def redis_errors(ctx: click.Context, url: str, broker_url: str | None = None) ->
 
 def echo_err(message: str) -> None:
     click.echo(message, err=True)
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, in the user part or the query."""
-    parts = urlsplit(url)
-    userinfo, at, host = parts.netloc.rpartition("@")
-    if at:
-        user, colon, _ = userinfo.partition(":")
-        # A lone userinfo may be a password too (redis://secret@host): hide it all.
-        userinfo = f"{user}:***" if colon else "***"
-    query = urlencode(
-        [
-            (name, "***" if name == "password" else value)
-            for name, value in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe="*/",
-    )
-    # Built by hand: urlunsplit drops the "//" of unix:///path.
-    masked = f"{parts.scheme}://{userinfo}{at}{host}{parts.path}"
-    return (
-        masked + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
-    )
 
 
 ProgressCallback = Callable[[int], None]

@@ -12,8 +12,9 @@ from typing import Any
 import click
 import redis
 
-from cutout.cli.common import EXIT_FAILED, EXIT_OK, get_settings, mask_url
+from cutout.cli.common import EXIT_FAILED, EXIT_OK, get_settings
 from settings import Settings
+from settings.config import mask_url
 from worker.presence import Presence
 
 

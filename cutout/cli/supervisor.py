@@ -24,9 +24,10 @@ from types import FrameType
 
 import redis
 
-from cutout.cli.common import EXIT_FAILED, EXIT_OK, mask_url
+from cutout.cli.common import EXIT_FAILED, EXIT_OK
 from cutout.errors import ConfigError
 from settings import Settings
+from settings.config import mask_url
 
 log = logging.getLogger(__name__)
 
