@@ -411,6 +411,15 @@ def test_job_posted_through_flowers_rest_api(worker: Worker, client: Client) -> 
             post(base + "/api/task/send-task/cutout.remove", {"kwargs": {}}, auth=None)
         assert denied.value.code == 401
         denied.value.close()
+        for page in ("/metrics", "/healthcheck"):  # Flower leaves these open; we do not
+            with pytest.raises(urllib.error.HTTPError) as denied:
+                urllib.request.urlopen(base + page, timeout=10)
+            assert denied.value.code == 401, page
+            denied.value.close()
+            request = urllib.request.Request(base + page, headers=basic_auth("admin:s3cret"))
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200, page
+        denied.value.close()
         body = {"kwargs": {"input_path": "flower/red.jpg", "background": "white"}}
         answer = post(base + "/api/task/send-task/cutout.remove", body, auth="admin:s3cret")
         record = finished(client, answer["task-id"])
@@ -422,13 +431,15 @@ def test_job_posted_through_flowers_rest_api(worker: Worker, client: Client) -> 
 
 
 def post(url: str, body: dict[str, object], auth: str | None) -> dict[str, str]:
-    headers = {"Content-Type": "application/json"}
-    if auth:
-        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    headers = {"Content-Type": "application/json"} | (basic_auth(auth) if auth else {})
     request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
         answer: dict[str, str] = json.loads(response.read())
         return answer
+
+
+def basic_auth(credentials: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(credentials.encode()).decode()}
 
 
 def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
