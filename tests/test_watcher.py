@@ -78,11 +78,14 @@ def wait_until_settled(
     good: list[str],
     bad: list[str],
     timeout: float = 120,
+    *,
     failed: list[str] | None = None,
+    outputs: list[str] | None = None,
 ) -> None:
-    """Every good input has one output and sits in done; every bad one is in failed with
-    its reason (or failed/ holds exactly `failed`); the inbox and the claims are empty."""
-    expected_out = sorted(str(Path(g).with_suffix(".png").as_posix()) for g in good)
+    """Every good input has one output (`outputs` where given) and sits in done; every bad
+    one is in failed with its reason (or failed/ holds exactly `failed`); the inbox and the
+    claims are empty."""
+    expected_out = sorted(outputs or (Path(g).with_suffix(".png").as_posix() for g in good))
     expected_failed = sorted(failed or [*bad, *(f"{b}.error.json" for b in bad)])
     deadline = time.monotonic() + timeout
     while True:
@@ -263,26 +266,65 @@ def test_broken_input_goes_to_failed_with_its_reason(worker: Worker, folders: Wa
         watcher.stop()
 
 
-def test_same_stem_never_shares_an_output(worker: Worker, folders: WatchFolders) -> None:
+def test_no_drop_takes_another_ones_output_archive_or_failure(
+    worker: Worker, folders: WatchFolders, small_cat: Path
+) -> None:
+    """Cameras repeat names: each drop is its own input, with its own output and archive;
+    a stem shared by two formats, and two broken files of one name, likewise."""
+    flipped = folders.root / "flipped.jpg"
+    with Image.open(small_cat) as image:
+        image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(flipped)
     watcher = start_watcher(worker, folders)
+
+    def drop_and_wait(name: str, source: Path | bytes, outputs: list[str]) -> None:
+        target = folders.inbox / name
+        if isinstance(source, bytes):
+            target.write_bytes(source)
+        else:
+            shutil.copy(source, target)
+        deadline = time.monotonic() + 60
+        while files_under(folders.outbox) != outputs or files_under(folders.inbox):
+            assert time.monotonic() < deadline, (files_under(folders.outbox), outputs)
+            time.sleep(0.1)
+
     try:
-        shutil.copy(CAT, folders.inbox / "a.jpg")
-        deadline = time.monotonic() + 60
-        while not (folders.outbox / "a.png").exists():
+        drop_and_wait("dup.jpg", small_cat, ["dup.png"])
+        drop_and_wait("dup.jpg", flipped, ["dup (2).png", "dup.png"])  # after the first ended
+        drop_and_wait("dup.png", small_cat, ["dup (2).png", "dup (3).png", "dup.png"])
+        drop_and_wait("bad.jpg", b"not an image", ["dup (2).png", "dup (3).png", "dup.png"])
+        drop_and_wait("bad.jpg", b"nor this", ["dup (2).png", "dup (3).png", "dup.png"])
+        # The same name again while the first is still in flight.
+        shutil.copy(small_cat, folders.inbox / "twin.jpg")
+        deadline = time.monotonic() + 30
+        while (folders.inbox / "twin.jpg").exists():  # claimed: its job is on its way
             assert time.monotonic() < deadline
-            time.sleep(0.1)
-        with Image.open(CAT) as image:
-            image.rotate(180).save(folders.inbox / "a.png")
-        deadline = time.monotonic() + 60
-        while files_under(folders.outbox) != ["a.png", "a.png.png"]:
-            assert time.monotonic() < deadline, files_under(folders.outbox)
-            time.sleep(0.1)
-        # the same input dropped again keeps its own output
-        shutil.copy(CAT, folders.inbox / "a.jpg")
-        time.sleep(3)
-        assert files_under(folders.outbox) == ["a.png", "a.png.png"]
+            time.sleep(0.01)
+        shutil.copy(flipped, folders.inbox / "twin.jpg")
+        wait_until_settled(
+            folders,
+            ["dup.jpg", "dup (2).jpg", "dup.png", "twin.jpg", "twin (2).jpg"],
+            BAD,
+            outputs=["dup.png", "dup (2).png", "dup (3).png", "twin.png", "twin (2).png"],
+        )
     finally:
         watcher.stop()
+    assert (folders.done / "dup.jpg").read_bytes() == small_cat.read_bytes()
+    assert (folders.done / "dup (2).jpg").read_bytes() == flipped.read_bytes()
+    first, second = (load_rgba(folders.outbox / n) for n in ("dup.png", "dup (2).png"))
+    assert second.tobytes() != first.tobytes()  # each drop's own cut-out
+    notes = [
+        json.loads((folders.failed / f"{n}.error.json").read_text())
+        for n in ("bad.jpg", "bad (2).jpg")
+    ]
+    assert notes[0]["job_id"] != notes[1]["job_id"]
+
+
+BAD = ["bad.jpg", "bad (2).jpg"]
+
+
+def load_rgba(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGBA")
 
 
 def test_files_present_before_start_and_a_burst_of_200(

@@ -217,6 +217,30 @@ def test_output_outside_the_roots_is_refused(
     assert not (tmp_path / "stolen.png").exists()
 
 
+@pytest.mark.parametrize(
+    ("folder", "rel"),
+    [
+        ("done", "original.jpg"),
+        ("failed", "sub/x.png"),
+        ("inbox", ".cutout-claims/0000/x.png"),
+        ("outbox", ".hidden/x.png"),
+        ("outbox", ".x.png"),
+    ],
+)
+def test_no_job_writes_into_the_archives_or_hidden_places(
+    worker: Worker, client: Client, folder: str, rel: str
+) -> None:
+    archived = drop(worker, "archive/original.jpg")  # what the archive holds
+    target = worker.folders[folder] / rel
+    if folder == "done":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(archived, target)
+    before = target.read_bytes() if target.exists() else None
+    record = finished(client, client.submit(archived, output_path=str(target)))
+    assert record.state == "failed" and "refused" in (record.error or ""), record.error
+    assert (target.read_bytes() if target.exists() else None) == before
+
+
 def test_an_output_name_too_long_for_its_folder_fails_at_once(
     worker: Worker, client: Client
 ) -> None:

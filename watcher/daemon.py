@@ -23,7 +23,7 @@ from typing import TypeVar
 import redis
 from kombu.exceptions import OperationalError
 
-from watcher.claims import Claim, Claims, move, write_error
+from watcher.claims import ERROR_SUFFIX, Claim, Claims, move, write_error
 from watcher.detect import Seen, scan, start_observer
 from watcher.ledger import Ledger
 from watcher.metrics import WatcherMetrics
@@ -59,6 +59,7 @@ class WatchConfig:
     metrics_address: str = "127.0.0.1"
     metrics_port: int = 0  # 0: no endpoint
     stale_after: float = 240.0  # a "started" job this old without news: its worker died
+    record_ttl: int = 604_800  # seconds a job record lives: an output name's reservation too
 
 
 class Watcher:
@@ -170,7 +171,13 @@ class Watcher:
             self.finish(_failure(claim.job_id, reason))
             return
         try:
-            out = output_rel(self.redis, claim.rel, self.config.output_format, self.config.outbox)
+            out = output_rel(
+                self.redis,
+                claim.rel,
+                self.config.output_format,
+                self.config.outbox,
+                self.config.record_ttl,
+            )
         except UNREACHABLE as exc:
             log.warning("%s: claimed, Redis unreachable (%s); will send it later", claim.rel, exc)
             return
@@ -195,7 +202,13 @@ class Watcher:
         try:
             return Path(json.loads(note.read_text())["output"])
         except (OSError, ValueError, KeyError):
-            return output_rel(self.redis, claim.rel, self.config.output_format, self.config.outbox)
+            return output_rel(
+                self.redis,
+                claim.rel,
+                self.config.output_format,
+                self.config.outbox,
+                self.config.record_ttl,
+            )
 
     # --- outcomes ---
 
@@ -240,7 +253,7 @@ class Watcher:
         log.info("done %s -> %s (%.2f s)", claim.rel, record.output, record.duration or 0.0)
 
     def _failed(self, claim: Claim, record: JobRecord) -> None:
-        target = move(claim, self.config.failed_dir)
+        target = move(claim, self.config.failed_dir, beside=ERROR_SUFFIX)
         if target is not None:
             try:
                 write_error(

@@ -1,20 +1,27 @@
-"""Output names: `a/b/photo.jpg` -> `a/b/photo.png`, unless that output already belongs to
-another input (`photo.png` dropped beside `photo.jpg`): then `a/b/photo.png.png`.
+"""Names that never take another file's place.
 
-Which input owns an output is kept in Redis (hash `cutout:outputs`, by absolute output path),
-claimed with HSETNX so that two watchers agree; the same input dropped again keeps its output.
+An output: `a/b/photo.jpg` -> `a/b/photo.png`; when that name is taken - a file is there, or
+a job in flight has reserved it - `photo (2).png`, then `photo (3).png`, and so on. The same
+name dropped again (cameras repeat `IMG_0001.jpg`) is a new input with an output of its own.
+A reservation is a Redis key per output path (`cutout:output:<path>`), taken with SET NX so
+that two watchers agree, and it expires with the job's record.
+
+Archived inputs (done/) and failed ones (failed/, with their `.error.json`) follow the same
+rule: the first free name of `photo.jpg`, `photo (2).jpg`, ...
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePath
 
 import redis
 
-KEY = "cutout:outputs"
+KEY_PREFIX = "cutout:output:"
 NAME_MAX = 255  # bytes in one name: ext4, XFS, btrfs, NTFS, APFS and SMB shares alike
+MAX_TRIES = 100_000  # names tried before giving up: a folder holding that many is a bug
 
 
 def fit_name(name: str, suffix: str) -> str:
@@ -29,24 +36,40 @@ def fit_name(name: str, suffix: str) -> str:
     return f"{head}~{digest}{suffix}"
 
 
-def output_rel(client: redis.Redis, rel: Path, fmt: str, outbox: Path) -> Path:
-    plain = rel.with_name(fit_name(rel.stem, f".{fmt}"))
-    if _own(client, plain, rel, outbox):
-        return plain
-    # Unique: input names are unique per folder.
-    spelled = rel.with_name(fit_name(rel.name, f".{fmt}"))
-    client.hset(KEY, str(outbox / spelled), rel.as_posix())
-    return spelled
+def candidates(name: str) -> Iterator[str]:
+    """`photo.png`, `photo (2).png`, `photo (3).png`, ... each within NAME_MAX."""
+    plain = PurePath(name)
+    yield fit_name(plain.stem, plain.suffix)
+    for n in range(2, MAX_TRIES):
+        yield fit_name(f"{plain.stem} ({n})", plain.suffix)
+    raise FileExistsError(f"{name}: {MAX_TRIES} names taken in one folder")
 
 
-def _own(client: redis.Redis, out: Path, rel: Path, outbox: Path) -> bool:
-    # Keyed by the absolute output path: watch folders with other outboxes share the Redis.
-    key = str(outbox / out)
-    owner = client.hget(KEY, key)
-    if owner is None:
-        # An output with no known owner (written before a Redis reset) is not ours to take.
-        if (outbox / out).exists():
-            return False
-        return bool(client.hsetnx(KEY, key, rel.as_posix())) or _own(client, out, rel, outbox)
-    text = owner.decode() if isinstance(owner, bytes) else str(owner)
-    return text == rel.as_posix()
+def output_rel(client: redis.Redis, rel: Path, fmt: str, outbox: Path, ttl: int) -> Path:
+    """The first output name for `rel` that no file holds and no job has reserved; reserved
+    now for `ttl` seconds (the life of its job's record)."""
+    for name in candidates(rel.with_suffix(f".{fmt}").name if rel.suffix else f"{rel.name}.{fmt}"):
+        out = rel.with_name(name)
+        path = outbox / out
+        if _exists(path):
+            continue
+        if client.set(KEY_PREFIX + str(path), rel.as_posix(), nx=True, ex=ttl) and not _exists(
+            path
+        ):
+            return out
+    raise AssertionError("unreachable: candidates() ends by raising")
+
+
+def _exists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def first_free(folder: Path, name: str, beside: str = "") -> Iterator[Path]:
+    """Candidate places for `name` in `folder` not held by a file (nor, with `beside`, by
+    that file's companion, such as its `.error.json`), in the naming order. Free when
+    looked at: the caller takes one without replacing (link, O_EXCL) and moves on if it lost
+    a race."""
+    for candidate in candidates(name):
+        target = folder / candidate
+        if not _exists(target) and not (beside and _exists(folder / fit_name(candidate, beside))):
+            yield target

@@ -89,14 +89,25 @@ def mirrored_output(source: Path, inbox: Path, outbox: Path, fmt: str) -> Path:
     return outbox / rel.with_suffix(f".{fmt}")
 
 
-def output_file(raw: str, outbox: Path, roots: Sequence[Path]) -> Path:
+def output_file(
+    raw: str, outbox: Path, roots: Sequence[Path], *, archives: Sequence[Path] = ()
+) -> Path:
     """The folder is resolved, the final name is not: a symlink already sitting at the
-    output path is replaced, never followed."""
+    output path is replaced, never followed. Never in `archives` (the service's done and
+    failed folders, whose files are its record of what it did) nor in a hidden folder or
+    under a hidden name (the watcher's claims and ledger, temp files): a job reads there,
+    it does not write."""
     path = Path(raw) if Path(raw).is_absolute() else outbox / raw
     if path.name in ("", ".", ".."):
         raise PathRefused(f"{raw}: not a file name")
     folder = confine(str(path.parent), outbox, roots)
-    return folder / path.name
+    target = folder / path.name
+    root = _root_of(folder, roots)
+    if root is not None and any(p.startswith(".") for p in target.relative_to(root).parts):
+        raise PathRefused(f"{raw}: refused, a hidden name or folder is not an output")
+    if _root_of(target, archives) is not None:
+        raise PathRefused(f"{raw}: refused, the done and failed folders are not outputs")
+    return target
 
 
 _READ = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)

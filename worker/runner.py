@@ -94,12 +94,13 @@ class JobRunner:
 
     def _target(self, job: RemoveJob, source: ImageInput, fmt: str) -> Path | None:
         settings = self.settings
+        archives = (settings.done_dir, settings.failed_dir)
         if job.output_path is not None:
-            return output_file(job.output_path, settings.outbox, settings.roots)
+            return output_file(job.output_path, settings.outbox, settings.roots, archives=archives)
         if isinstance(source, Path) and not job.return_bytes:
             mirrored = mirrored_output(source, settings.inbox, settings.outbox, fmt)
             # Confined like any output path: a folder in the outbox may be a symlink.
-            return output_file(str(mirrored), settings.outbox, settings.roots)
+            return output_file(str(mirrored), settings.outbox, settings.roots, archives=archives)
         return None
 
     def _options(self, job: RemoveJob) -> RemovalOptions:

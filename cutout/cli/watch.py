@@ -31,6 +31,7 @@ def watch_config(settings: Settings) -> WatchConfig:
         metrics_address=settings.metrics_address,
         metrics_port=settings.watcher_metrics_port,
         stale_after=settings.task_time_limit + 60,
+        record_ttl=settings.status_ttl,
     )
 
 
