@@ -15,7 +15,7 @@ import stat
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
@@ -425,6 +425,8 @@ def write_atomic(
     *,
     like: Path | os.stat_result | None = None,
     dir_fd: int | None = None,
+    replace: bool = True,
+    attributes: Mapping[str, bytes] | None = None,
 ) -> None:
     """Replace path with data so that readers see the old file or the new one, never half.
 
@@ -438,6 +440,10 @@ def write_atomic(
     does not follow). If `like` is gone by then, the umask applies.
     With `dir_fd` (an open folder), the file is written into that very folder under path's
     name, wherever the folder's path may point by then.
+    With `replace=False` an existing file at `path` is never replaced: FileExistsError,
+    even when it appears while the data is written (the file is linked into place).
+    `attributes`: extended attributes for the file (`user.` names), where the file system
+    keeps them; silently skipped where it does not.
     """
     path = Path(path)
     source = None
@@ -459,10 +465,17 @@ def write_atomic(
         with os.fdopen(fd, "wb") as f:
             if source is not None:
                 _take_access(f.fileno(), source)
+            for key, value in (attributes or {}).items():
+                with suppress(OSError, AttributeError):  # no xattrs here (or no os.setxattr)
+                    os.setxattr(f.fileno(), key, value)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        if replace:
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        else:  # a second name for our own file: fails, atomically, if the name is taken
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            os.unlink(tmp, dir_fd=dir_fd)
     except BaseException:
         with suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dir_fd)

@@ -166,12 +166,35 @@ def test_a_background_path_is_found_in_the_folders_only(worker: Worker, client: 
     assert errors == {"<background>: refused: not found in the allowed folders"}
 
 
-def test_rerun_writes_the_same_file_not_a_second(worker: Worker, client: Client) -> None:
+def test_a_job_never_replaces_a_file_unless_told(worker: Worker, client: Client) -> None:
     source = drop(worker, "again/dog.jpg")
     first = finished(client, client.submit(source))
-    second = finished(client, client.submit(source))
-    assert first.output == second.output
-    assert sorted(p.name for p in (worker.folders["outbox"] / "again").iterdir()) == ["dog.png"]
+    assert first.state == "succeeded", first.error
+    out = Path(first.output or "")
+    written = out.read_bytes()
+    other = finished(client, client.submit(source, background="white"))
+    assert other.state == "failed" and other.attempts == 1
+    assert other.error == f"{out}: exists; send overwrite: true to replace it"
+    assert out.read_bytes() == written  # untouched
+    again = finished(client, client.submit(source, background="white", overwrite=True))
+    assert again.state == "succeeded" and again.output == first.output
+    assert load(out).mode == "RGB"  # replaced, as asked
+    assert sorted(p.name for p in out.parent.iterdir()) == ["dog.png"]
+
+
+def test_the_same_job_run_again_may_replace_its_own_output(worker: Worker) -> None:
+    """A job whose worker died after writing runs again: its own output is no obstacle,
+    another job's is (in-process runner, the real model)."""
+    from worker.jobs import parse_job
+    from worker.runner import JobRunner
+
+    source = drop(worker, "own/dog.jpg")
+    runner = JobRunner(worker.settings)
+    job = parse_job({"input_path": str(source)}, inline_max_bytes=1000)
+    first = runner.run(job, "job-1")
+    assert runner.run(job, "job-1").output == first.output
+    with pytest.raises(JobError, match="exists; send overwrite: true"):
+        runner.run(job, "job-2")
 
 
 def test_broken_image_fails_at_once_with_reason(worker: Worker, client: Client) -> None:
@@ -378,6 +401,20 @@ def worker_env(worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in worker.env.items():
         if name.startswith("CUTOUT_"):
             monkeypatch.setenv(name, value)
+
+
+@pytest.mark.usefixtures("worker_env")
+def test_cutout_submit_replaces_an_output_only_with_overwrite(worker: Worker) -> None:
+    source = drop(worker, "cli-again/dog.jpg")
+    runner = CliRunner()
+    first = runner.invoke(cli, ["submit", str(source), "--wait"], catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(cli, ["submit", str(source), "--wait"], catch_exceptions=False)
+    assert again.exit_code == 1 and "exists; send overwrite: true" in again.output
+    forced = runner.invoke(
+        cli, ["submit", str(source), "--wait", "--overwrite"], catch_exceptions=False
+    )
+    assert forced.exit_code == 0 and "succeeded" in forced.output
 
 
 @pytest.mark.usefixtures("worker_env")
@@ -628,7 +665,8 @@ def test_hostile_inputs_are_refused_and_the_worker_survives(
         or "4096" in record.error
     )
     assert worker.process is not None and worker.process.poll() is None
-    assert finished(client, client.submit(drop(worker, "hostile/after.jpg"))).state == "succeeded"
+    after = drop(worker, f"hostile/after-{kind.replace(' ', '-')}.jpg")
+    assert finished(client, client.submit(after)).state == "succeeded"
 
 
 @pytest.mark.parametrize(
@@ -657,7 +695,11 @@ def test_symlink_at_the_output_path_is_replaced_not_followed(
     link = worker.folders["outbox"] / "linked" / "dog.png"
     link.parent.mkdir(parents=True, exist_ok=True)
     link.symlink_to(victim)
-    record = finished(client, client.submit(drop(worker, "linked/dog.jpg")))
+    source = drop(worker, "linked/dog.jpg")
+    record = finished(client, client.submit(source))
+    assert record.state == "failed" and "exists" in (record.error or "")  # not without asking
+    assert link.is_symlink() and victim.read_text() == "must survive"
+    record = finished(client, client.submit(source, overwrite=True))
     assert record.state == "succeeded"
     assert victim.read_text() == "must survive"
     assert not link.is_symlink() and load(link).mode == "RGBA"

@@ -190,6 +190,7 @@ class Watcher:
                 claim.path,
                 job_id=claim.job_id,
                 output_path=str(self.config.outbox / out),
+                overwrite=True,  # a name reserved for this file: a resend rewrites its own
                 input_name=message_name(claim.rel),
             )
         except UNREACHABLE as exc:

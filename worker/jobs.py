@@ -46,6 +46,9 @@ class RemoveJob(BaseModel):
     )
     output_path: str | None = Field(None, min_length=1, max_length=MAX_PATH_CHARS)
     return_bytes: bool = False
+    overwrite: bool = Field(
+        False, description="Replace a file already at the output path (else the job fails)."
+    )
     model: str | None = None
     background: str | None = None
     format: Literal["png", "webp", "jpg", "jpeg"] | None = None

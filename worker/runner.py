@@ -25,6 +25,7 @@ from worker.paths import (
     output_folder,
 )
 
+JOB_ATTRIBUTE = "user.cutout.job"  # the id of the job that wrote an output
 _OPTION_FIELDS = ("only_mask", "crop", "crop_margin", "post_process_mask", "refine")
 _MAX_REMOVERS = 16
 
@@ -52,7 +53,9 @@ class JobRunner:
         """Load the default model now, so that the first job does not pay for it."""
         return self._remover(self.settings.model, self.defaults).session
 
-    def run(self, job: RemoveJob) -> Outcome:
+    def run(self, job: RemoveJob, job_id: str = "") -> Outcome:
+        """`job_id` stamps the output (an extended attribute, where the file system keeps
+        them), so that the same job run again may replace what it wrote itself."""
         started = time.monotonic()
         settings = self.settings
         source: ImageInput
@@ -62,6 +65,8 @@ class JobRunner:
             source = job.image_bytes or b""
         fmt = output_format(job.output_path, job.format, settings.output_format)
         target = self._target(job, source, fmt)
+        if target is not None and not (job.overwrite or _free_or_ours(target, job_id)):
+            raise _taken(target)  # said before any work; checked again, atomically, at the end
         model = job.model or settings.model
         remover = self._remover(model, self._options(job))
         decoded, info = self._decode(remover, source, job)
@@ -71,9 +76,19 @@ class JobRunner:
         result = remover.encode(image, fmt, job.label)
         del image
         if target is not None:
+            stamp = {JOB_ATTRIBUTE: job_id.encode()} if job_id else None
             try:
                 with output_folder(target.parent, settings.roots) as folder:
-                    write_atomic(target, result, like=info, dir_fd=folder)
+                    write_atomic(
+                        target,
+                        result,
+                        like=info,
+                        dir_fd=folder,
+                        replace=job.overwrite or _free_or_ours(target, job_id),
+                        attributes=stamp,
+                    )
+            except FileExistsError:
+                raise _taken(target) from None  # another writer got there meanwhile
             except OSError as exc:
                 if exc.errno != errno.ENAMETOOLONG:
                     raise  # a folder hiccup: retried
@@ -138,3 +153,24 @@ class JobRunner:
         stream, _ = open_input(backdrop, str(backdrop), self.settings.roots)
         with stream:
             return Remover(session, options, backdrop=stream)
+
+
+def _free_or_ours(target: Path, job_id: str) -> bool:
+    """Whether writing `target` replaces nothing but this job's own earlier output (a job
+    run again after its worker died once it had written)."""
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return not os.path.lexists(target)  # a symlink or a FIFO there: not ours
+    try:
+        return bool(job_id) and os.getxattr(fd, JOB_ATTRIBUTE) == job_id.encode()
+    except (OSError, AttributeError):  # no such attribute, or none on this file system
+        return False
+    finally:
+        os.close(fd)
+
+
+def _taken(target: Path) -> JobError:
+    return JobError(f"{target}: exists; send overwrite: true to replace it")

@@ -176,7 +176,7 @@ def remove(self: Task, **kwargs: Any) -> dict[str, Any]:
         worker=self.request.hostname or socket.gethostname(),
     )
     try:
-        outcome = _state.runner().run(job)
+        outcome = _state.runner().run(job, job_id)
     except SoftTimeLimitExceeded:
         reason = f"took longer than {settings.task_soft_time_limit} s"
         return _fail(store, job_id, job, reason, "timeout")

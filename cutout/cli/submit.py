@@ -41,6 +41,12 @@ def under_roots(path: Path, settings: Settings) -> bool:
 @click.option("-f", "--format", "format_", type=click.Choice([*FORMATS, "jpeg"]))
 @click.option("--only-mask", is_flag=True, default=None)
 @click.option("--crop", is_flag=True, default=None)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    default=None,
+    help="Replace a file already at a job's output path (else that job fails).",
+)
 @click.pass_context
 def submit_command(
     ctx: click.Context,
