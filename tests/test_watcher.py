@@ -557,6 +557,51 @@ def test_names_as_long_as_a_folder_allows_end_alone(
     assert note["input"] == broken and "b" * 20 in note["error"]
 
 
+def test_no_symlink_leads_a_file_out_of_the_folders_or_in(
+    worker: Worker, folders: WatchFolders, small_cat: Path
+) -> None:
+    outside = folders.root / "elsewhere"
+    for name in ("done", "failed", "claims", "inbox"):
+        (outside / name).mkdir(parents=True)
+    (outside / "inbox" / "theirs.jpg").write_bytes(small_cat.read_bytes())
+    (folders.done / "shop").symlink_to(outside / "done")
+    (folders.failed / "shop").symlink_to(outside / "failed")
+    (folders.inbox / "linked").symlink_to(outside / "inbox")
+    watcher = start_watcher(worker, folders)
+    try:
+        (folders.inbox / "shop").mkdir()
+        shutil.copy(small_cat, folders.inbox / "shop" / "good.jpg")
+        (folders.inbox / "shop" / "bad.jpg").write_bytes(b"not an image")
+        # Done: its cut-out is made, but done/shop leads out: to failed/, with why; and
+        # failed/shop leads out too: both to the top of failed/, with why.
+        wait_until_settled(
+            folders,
+            [],
+            [],
+            outputs=["shop/good.png"],
+            failed=["bad.jpg", "bad.jpg.error.json", "good.jpg", "good.jpg.error.json"],
+        )
+        good_note = json.loads((folders.failed / "good.jpg.error.json").read_text())["error"]
+        assert "not archived" in good_note and "top of the failed folder" in good_note
+        # The claims folder swapped for a symlink: nothing moves through it.
+        claims = folders.inbox / ".cutout-claims"
+        shutil.rmtree(claims, ignore_errors=True)
+        claims.symlink_to(outside / "claims")
+        shutil.copy(small_cat, folders.inbox / "late.jpg")
+        deadline = time.monotonic() + 60
+        while not (folders.failed / "late.jpg.error.json").exists():
+            assert time.monotonic() < deadline, files_under(folders.failed)
+            time.sleep(0.1)
+        assert "cannot be claimed" in (folders.failed / "late.jpg.error.json").read_text()
+        assert watcher.process.poll() is None  # still watching
+    finally:
+        watcher.stop()
+    assert [p.name for p in (outside / "done").iterdir()] == []
+    assert [p.name for p in (outside / "failed").iterdir()] == []
+    assert [p.name for p in (outside / "claims").iterdir()] == []
+    assert [p.name for p in (outside / "inbox").iterdir()] == ["theirs.jpg"]  # not taken
+
+
 def test_a_deep_path_is_named_in_full_and_by_its_end_beyond_a_jobs_limit() -> None:
     from watcher.daemon import message_name
     from worker.jobs import INPUT_NAME_MAX

@@ -4,6 +4,12 @@ A claim is a rename of `INBOX/a/b/x.jpg` to `INBOX/.cutout-claims/<job id>/a/b/x
 file system a rename either happens once or fails, so two watchers on the same share, or a
 restarted one, can never both take a file. The job id travels in the path, so after a
 restart every claim still says which job it belongs to.
+
+Every folder a file moves out of or into (an inbox subfolder, the claims folder, done/ and
+failed/ with their mirrored subfolders) is reached from its root one name at a time
+without following a symlink (worker.paths.output_folder), and the file is moved between
+those open handles: a folder swapped for a symlink can neither lead a file out of the
+service's folders nor bring one in (PathRefused).
 """
 
 from __future__ import annotations
@@ -14,15 +20,18 @@ import json
 import logging
 import os
 import shutil
+import stat
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from watcher.names import first_free, fit_name
+from watcher.names import candidates, fit_name
 from watcher.rules import CLAIMS
+from worker.paths import PathRefused, output_folder
 
 log = logging.getLogger(__name__)
 ERROR_SUFFIX = ".error.json"
@@ -35,26 +44,45 @@ class Claim:
     path: Path  # where the claimed file is now
 
 
+@contextmanager
+def folder_fd(folder: Path, root: Path) -> Iterator[int]:
+    """An open handle on `folder` (made where missing), reached from `root` following no
+    symlink; PathRefused where one is in the way."""
+    with output_folder(folder, [root]) as fd:
+        if fd is None:  # a system without O_DIRECTORY: no safe way to walk a folder
+            raise PathRefused(f"{folder}: folders cannot be opened safely on this system")
+        yield fd
+
+
 class Claims:
     def __init__(self, inbox: Path) -> None:
         self.inbox = inbox
         self.root = inbox / CLAIMS
 
     def take(self, path: Path) -> Claim | None:
-        """Claim one file; None when another watcher was faster (or it vanished)."""
+        """Claim one file; None when another watcher was faster (or it vanished).
+        InboxRefused when a folder on its way in the inbox is a symlink (the file is not
+        ours to touch); PathRefused when the claims folder, or one inside it, is."""
         rel = path.relative_to(self.inbox)
         job_id = str(uuid.uuid4())
-        target = self.root / job_id / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(path, target)
-        except FileNotFoundError:
-            shutil.rmtree(self.root / job_id, ignore_errors=True)
-            return None
-        return Claim(job_id, rel, target)
+        with ExitStack() as folders:
+            try:
+                source = folders.enter_context(folder_fd(path.parent, self.inbox))
+            except PathRefused as exc:
+                raise InboxRefused(str(exc)) from None
+            target = folders.enter_context(folder_fd(self.root / job_id / rel.parent, self.inbox))
+            try:
+                rename_new(source, rel.name, target, rel.name)
+            except FileNotFoundError:
+                shutil.rmtree(self.root / job_id, ignore_errors=True)
+                return None
+        return Claim(job_id, rel, self.root / job_id / rel)
 
     def all(self) -> Iterator[Claim]:
         """Every claim on disk; empty leftovers of an interrupted finish are removed."""
+        if self.root.is_symlink():
+            log.error("%s is a symlink: no claim is read through it; remove it", self.root)
+            return
         if not self.root.is_dir():
             return
         for folder in sorted(self.root.iterdir()):
@@ -76,71 +104,129 @@ class Claims:
     def release(self, claim: Claim) -> None:
         shutil.rmtree(self.root / claim.job_id, ignore_errors=True)
 
+    def note(self, claim: Claim, name: str, data: dict[str, str]) -> None:
+        """A dotfile of ours beside the claim (its output name, say)."""
+        with folder_fd(self.root / claim.job_id, self.inbox) as fd:
+            _write_new(fd, name, json.dumps(data))
 
-def move(claim: Claim, folder: Path, beside: str = "") -> Path | None:
-    """Move the claimed file to `folder`, keeping its relative place, under the first name
-    there that holds no file (names.first_free; with `beside`, whose companion is free
-    too): an archive is never replaced. None if the file is already gone (another watcher
-    handled the same outcome)."""
-    place = folder / claim.rel
-    place.parent.mkdir(parents=True, exist_ok=True)
-    for target in first_free(place.parent, place.name, beside):
-        try:
-            rename_new(claim.path, target)
-        except FileExistsError:
-            continue  # taken since it was looked at
-        except FileNotFoundError:
-            return None
-        return target
-    raise AssertionError("unreachable: first_free() ends by raising")
+    def read_note(self, claim: Claim, name: str) -> dict[str, str]:
+        with folder_fd(self.root / claim.job_id, self.inbox) as fd:
+            handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+            with os.fdopen(handle) as f:
+                data: dict[str, str] = json.load(f)
+                return data
+
+    def move(
+        self, claim: Claim, folder: Path, rel: Path | None = None, beside: str = ""
+    ) -> Path | None:
+        """Move the claimed file to `folder` at `rel` (default: its place in the inbox),
+        under the first name there that holds no file (names.candidates; with `beside`,
+        whose companion is free too): an archive is never replaced. None if the file is
+        already gone (another watcher handled the same outcome). PathRefused when a folder
+        on either side is a symlink."""
+        place = folder / (rel or claim.rel)
+        with (
+            folder_fd(claim.path.parent, self.inbox) as source,
+            folder_fd(place.parent, folder) as target,
+        ):
+            for name in candidates(place.name):
+                if _exists(target, name) or (beside and _exists(target, fit_name(name, beside))):
+                    continue
+                try:
+                    rename_new(source, claim.path.name, target, name)
+                except FileExistsError:
+                    continue  # taken since it was looked at
+                except FileNotFoundError:
+                    return None
+                return place.with_name(name)
+        raise AssertionError("unreachable: candidates() ends by raising")
+
+
+class InboxRefused(PathRefused):
+    """A file reached through a symlinked folder in the inbox: not ours to take."""
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _write_new(dir_fd: int, name: str, text: str) -> None:
+    """`name` in the open folder, written whole under a temp name then renamed."""
+    tmp = f".cutout-{uuid.uuid4().hex[:8]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
 
 
 _RENAME_NOREPLACE = 1
-_AT_FDCWD = -100
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 _renameat2 = getattr(_libc, "renameat2", None)
 
 
-def rename_new(source: Path, target: Path) -> None:
-    """Rename `source` to `target`, which must not exist (FileExistsError if it does):
-    atomic where the kernel and file system offer it (Linux's RENAME_NOREPLACE), else
-    looked at first. Across file systems: copied beside the target, then renamed so."""
+def rename_new(source_fd: int, source: str, target_fd: int, target: str) -> None:
+    """Rename `source` (in the open folder source_fd) to `target` (in target_fd), which must
+    not exist (FileExistsError if it does): atomic where the kernel and file system offer it
+    (Linux's RENAME_NOREPLACE), else looked at first. Across file systems: copied beside
+    the target, then renamed so, then the source removed."""
     if _renameat2 is not None:
-        result = _renameat2(
-            _AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE
+        done = _renameat2(
+            source_fd, os.fsencode(source), target_fd, os.fsencode(target), _RENAME_NOREPLACE
         )
-        if result == 0:
+        if done == 0:
             return
         code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.EXDEV):  # EINVAL: not on this fs
-            raise OSError(code, os.strerror(code), str(source), None, str(target))
         if code == errno.EXDEV:
-            return _copy_across(source, target)
-    if os.path.lexists(target):
-        raise FileExistsError(errno.EEXIST, "exists", str(target))
+            return _copy_across(source_fd, source, target_fd, target)
+        if code not in (errno.EINVAL, errno.ENOSYS):  # EINVAL: not on this file system
+            raise OSError(code, os.strerror(code), source, None, target)
+    if _exists(target_fd, target):
+        raise FileExistsError(errno.EEXIST, "exists", target)
     try:
-        os.rename(source, target)
+        os.rename(source, target, src_dir_fd=source_fd, dst_dir_fd=target_fd)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        _copy_across(source, target)
+        _copy_across(source_fd, source, target_fd, target)
 
 
-def _copy_across(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".cutout-{uuid.uuid4().hex[:8]}.tmp")
-    shutil.copy2(source, tmp, follow_symlinks=False)
+def _copy_across(source_fd: int, source: str, target_fd: int, target: str) -> None:
+    tmp = f".cutout-{uuid.uuid4().hex[:8]}.tmp"
+    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=source_fd)
     try:
-        rename_new(tmp, target)
+        info = os.fstat(src)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", source)
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=target_fd)
+        with os.fdopen(src, "rb", closefd=False) as reader, os.fdopen(dst, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
+            os.fchmod(writer.fileno(), stat.S_IMODE(info.st_mode))
+            os.utime(writer.fileno(), ns=(info.st_atime_ns, info.st_mtime_ns))
+    finally:
+        os.close(src)
+    try:
+        rename_new(target_fd, tmp, target_fd, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=target_fd)
         raise
-    os.unlink(source)
+    os.unlink(source, dir_fd=source_fd)
 
 
 def write_error(
-    target: Path, *, error: str, job_id: str, attempts: int, worker: str | None
+    root: Path, target: Path, *, error: str, job_id: str, attempts: int, worker: str | None
 ) -> None:
-    """`<name>.error.json` beside the failed input, written atomically."""
+    """`<name>.error.json` beside the failed input (under `root`, the failed folder),
+    written whole, through the folder reached without following a symlink."""
     note = {
         "input": target.name,
         "error": error,
@@ -149,7 +235,5 @@ def write_error(
         "worker": worker,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    path = target.with_name(fit_name(target.name, ERROR_SUFFIX))
-    tmp = path.with_name(f".cutout-{uuid.uuid4().hex[:8]}.error.tmp")
-    tmp.write_text(json.dumps(note, indent=2) + "\n")
-    os.replace(tmp, path)
+    with folder_fd(target.parent, root) as fd:
+        _write_new(fd, fit_name(target.name, ERROR_SUFFIX), json.dumps(note, indent=2) + "\n")

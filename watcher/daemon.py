@@ -7,7 +7,6 @@ what is already there, then reconcile the claims left by an earlier run.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -23,7 +22,7 @@ from typing import TypeVar
 import redis
 from kombu.exceptions import OperationalError
 
-from watcher.claims import ERROR_SUFFIX, Claim, Claims, move, write_error
+from watcher.claims import ERROR_SUFFIX, Claim, Claims, InboxRefused, write_error
 from watcher.detect import Seen, scan, start_observer
 from watcher.ledger import Ledger
 from watcher.metrics import WatcherMetrics
@@ -32,6 +31,7 @@ from watcher.rules import LEDGER
 from watcher.settle import Hint, Settler
 from worker.client import Client
 from worker.jobs import INPUT_NAME_MAX, JobError, JobRecord
+from worker.paths import PathRefused
 from worker.presence import Presence, keep_beating
 
 log = logging.getLogger("cutout.watcher")
@@ -143,7 +143,7 @@ class Watcher:
         reconcile tries again."""
         try:
             action(item)
-        except OSError as exc:
+        except (OSError, PathRefused) as exc:
             log.error("%s: %s", about, exc)
 
     def rescan(self) -> None:
@@ -160,7 +160,14 @@ class Watcher:
     def take(self, path: Path) -> None:
         if self.ledger is not None and self._in_ledger(path):
             return
-        claim = self.claims.take(path)
+        try:
+            claim = self.claims.take(path)
+        except InboxRefused as exc:
+            log.error("%s (left where it is)", exc)
+            return
+        except PathRefused as exc:  # the claims folder itself: fail the file from where it is
+            self._refuse(path, f"cannot be claimed: {exc}")
+            return
         if claim is None:
             return  # another watcher took it
         self.active[claim.job_id] = claim
@@ -181,7 +188,7 @@ class Watcher:
         except UNREACHABLE as exc:
             log.warning("%s: claimed, Redis unreachable (%s); will send it later", claim.rel, exc)
             return
-        (self.claims.root / claim.job_id / JOB_FILE).write_text(json.dumps({"output": str(out)}))
+        self.claims.note(claim, JOB_FILE, {"output": str(out)})
         self._send(claim, out)
 
     def _send(self, claim: Claim, out: Path) -> None:
@@ -199,9 +206,8 @@ class Watcher:
             self.finish(_failure(claim.job_id, str(exc)))
 
     def _output_of(self, claim: Claim) -> Path:
-        note = self.claims.root / claim.job_id / JOB_FILE
         try:
-            return Path(json.loads(note.read_text())["output"])
+            return Path(self.claims.read_note(claim, JOB_FILE)["output"])
         except (OSError, ValueError, KeyError):
             return output_rel(
                 self.redis,
@@ -243,30 +249,56 @@ class Watcher:
 
     def _succeeded(self, claim: Claim, record: JobRecord) -> None:
         action = self.config.on_success
-        if action == "move":
-            move(claim, self.config.done_dir)
-        elif action == "delete":
-            claim.path.unlink(missing_ok=True)
-        elif self.ledger is not None:
-            kept = move(claim, self.config.inbox)
-            if kept is not None:
-                self.ledger.add(claim.rel, kept.stat())
+        try:
+            if action == "move":
+                self.claims.move(claim, self.config.done_dir)
+            elif action == "delete":
+                claim.path.unlink(missing_ok=True)
+            elif self.ledger is not None:
+                kept = self.claims.move(claim, self.config.inbox)
+                if kept is not None:
+                    self.ledger.add(kept.relative_to(self.config.inbox), kept.stat())
+        except PathRefused as exc:  # a symlinked folder where it would go: not followed
+            reason = f"done, but not archived: {exc}"
+            self._failed(claim, record.model_copy(update={"state": "failed", "error": reason}))
+            return
         log.info("done %s -> %s (%.2f s)", claim.rel, record.output, record.duration or 0.0)
 
     def _failed(self, claim: Claim, record: JobRecord) -> None:
-        target = move(claim, self.config.failed_dir, beside=ERROR_SUFFIX)
+        error = record.error or "unknown error"
+        try:
+            target = self.claims.move(claim, self.config.failed_dir, beside=ERROR_SUFFIX)
+        except PathRefused as exc:
+            # Its mirrored place in failed/ goes through a symlink: the top of failed/.
+            error = f"{error} (kept at the top of the failed folder: {exc})"
+            flat = Path(claim.rel.name)
+            target = self.claims.move(claim, self.config.failed_dir, flat, ERROR_SUFFIX)
         if target is not None:
-            try:
-                write_error(
-                    target,
-                    error=record.error or "unknown error",
-                    job_id=record.id,
-                    attempts=record.attempts,
-                    worker=record.worker,
-                )
-            except OSError as exc:  # the input is in failed/ already; its reason is here
-                log.error("%s: cannot write its error file (%s)", claim.rel, exc)
-        log.info("failed %s: %s", claim.rel, record.error)
+            self._note_error(target, error, record)
+        log.info("failed %s: %s", claim.rel, error)
+
+    def _note_error(self, target: Path, error: str, record: JobRecord) -> None:
+        try:
+            write_error(
+                self.config.failed_dir,
+                target,
+                error=error,
+                job_id=record.id,
+                attempts=record.attempts,
+                worker=record.worker,
+            )
+        except (OSError, PathRefused) as exc:  # the input is in failed/ already
+            log.error("%s: cannot write its error file (%s)", target, exc)
+
+    def _refuse(self, path: Path, reason: str) -> None:
+        """A file that cannot be claimed goes to failed/ from the inbox, with its reason."""
+        rel = path.relative_to(self.config.inbox)
+        claim = Claim("-", rel, path)
+        target = self.claims.move(claim, self.config.failed_dir, beside=ERROR_SUFFIX)
+        error = f"{rel}: {reason}"
+        if target is not None:
+            self._note_error(target, error, _failure("-", error))
+        log.error("failed %s: %s", rel, reason)
 
     # --- after a restart, or a lost event ---
 
