@@ -297,19 +297,34 @@ def test_pickle_message_is_refused_and_the_worker_carries_on(
     source = drop(worker, "pickle/dog.jpg")
     with Celery(broker=worker.settings.broker_url) as app:
         app.conf.accept_content = ["json", "pickle"]
-        app.send_task(
+        job_id = app.send_task(
             TASK_NAME,
             kwargs={"input_path": str(source)},
             queue=worker.settings.queue,
             serializer="pickle",
-        )
-    deadline = time.monotonic() + 30
-    while "ContentDisallowed" not in worker.log.read_text(errors="replace"):
-        assert time.monotonic() < deadline, "the worker did not report the pickle message"
-        time.sleep(0.2)
+        ).id
+    record = finished(client, job_id)  # its sender is told, not left waiting
+    assert record.state == "failed"
+    assert "refused unread" in (record.error or "") and "pickle" in (record.error or "")
+    assert "ContentDisallowed" in worker.log.read_text(errors="replace")
     assert not (worker.folders["outbox"] / "pickle").exists()
     assert worker.process is not None and worker.process.poll() is None
     assert finished(client, client.submit(source)).state == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [(["pickle/dog.jpg"], {}), ([], {"input_path": "x.jpg", "surprise": 1})],
+    ids=["positional", "unknown field"],
+)
+def test_a_message_the_task_cannot_take_still_gets_a_failed_record(
+    worker: Worker, client: Client, args: list[str], kwargs: dict[str, object]
+) -> None:
+    with Celery(broker=worker.settings.broker_url) as app:
+        job_id = app.send_task(TASK_NAME, args=args, kwargs=kwargs, queue=worker.settings.queue).id
+    record = finished(client, job_id)
+    assert record.state == "failed" and record.error, record
+    assert worker.process is not None and worker.process.poll() is None
 
 
 def test_worker_killed_mid_task_gets_the_job_again_and_finishes_once(

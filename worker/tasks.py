@@ -19,6 +19,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
+    task_failure,
+    task_rejected,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
@@ -131,6 +133,42 @@ def _before_fork(sender: Any = None, **_: Any) -> None:
 def _escaped_logs(logger: logging.Logger, **_: Any) -> None:
     """No job's name can forge a line in the worker's log (worker.logs)."""
     guard(logger.handlers)
+
+
+@task_failure.connect
+def _failed_outside_the_body(
+    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, **_: Any
+) -> None:
+    """A message the task could not even be called with (positional arguments, say) fails
+    in Celery, before the task's own code: it still gets a `failed` record, so that its
+    sender does not wait in vain."""
+    if getattr(sender, "name", None) != TASK_NAME or not task_id:
+        return
+    if not isinstance(exception, JobFailed):  # JobFailed: recorded by the task itself
+        _record_refusal(task_id, f"refused: {type(exception).__name__}: {exception}")
+
+
+@task_rejected.connect
+def _refused_unread(message: Any = None, exc: BaseException | None = None, **_: Any) -> None:
+    """A message Celery will not decode (pickle, any content type but JSON) is logged and
+    dropped by Celery; its task id is in the headers, readable without the body."""
+    job_id = (getattr(message, "headers", None) or {}).get("id")
+    if isinstance(job_id, str) and job_id:
+        content = getattr(message, "content_type", "?")
+        _record_refusal(
+            job_id, f"message refused unread: content type {content!r}; send JSON ({exc})"
+        )
+
+
+def _record_refusal(job_id: str, reason: str) -> None:
+    """Record the job as failed unless it already has an outcome."""
+    try:
+        store = _state.status()
+        current = store.get(job_id)
+        if current is None or not current.done:
+            store.update(job_id, "failed", error=reason)
+    except redis.RedisError as error:  # the message is dropped all the same
+        log.warning("job %s: %s, and not recorded (%s)", job_id, reason, error)
 
 
 @worker_process_shutdown.connect
