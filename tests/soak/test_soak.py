@@ -1,6 +1,7 @@
-"""Soak: a burst and a trickle of files, some broken, while workers are killed, the watcher
-is killed and restarted, and Redis is stopped and started again. At the end every input
-has ended exactly once. `make soak` runs 500 files; CI runs SOAK_FILES (default 120)."""
+"""Soak: a burst and a trickle of files, some broken, some names dropped twice, while workers
+are killed, the watcher is killed and restarted, and Redis is stopped and started again with
+jobs from another app in flight. At the end every input has ended exactly once, with an
+output of its own. `make soak` runs 500 files; CI runs SOAK_FILES (default 120)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,29 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from PIL import Image
 
 from tests.conftest import CAT
 from tests.imagefactory import png_claiming_size
 from tests.redis_server import RedisProcess
 from tests.service import WatcherProcess, WatchFolders, make_worker, start_watcher
+from worker.jobs import TASK_NAME
 from worker.status import StatusStore
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(1200)]
 
 FILES = int(os.environ.get("SOAK_FILES", "120"))
 PERSIST = os.environ.get("SOAK_REDIS_PERSISTENCE", "aof") == "aof"
+
+
+QUEUE = "cutout"
+
+
+def second(name: str, suffix: str) -> str:
+    """The name the second drop of `name` ends under: `0/3.jpg` -> `0/3 (2).png`."""
+    path = Path(name)
+    return str(path.with_name(f"{path.stem} (2){suffix}"))
 
 
 def broken(kind: str, good: bytes) -> bytes:
@@ -64,6 +76,7 @@ class Soak:
             CUTOUT_ALLOWED_ROOTS=str(root),
             CUTOUT_TASK_SOFT_TIME_LIMIT="10",
             CUTOUT_TASK_TIME_LIMIT="15",  # a job stuck by a fault is sent again after 75 s
+            CUTOUT_QUEUE=QUEUE,
         )
         self.folders = WatchFolders(root / "watch")
         with Image.open(CAT) as image:
@@ -78,7 +91,14 @@ class Soak:
             for i, n in enumerate(self.names)
         }
         self.good = sorted(n for n in self.names if n not in self.bad)
+        # Dropped again once their first drop has ended: cameras repeat names.
+        self.repeats = self.good[: max(2, FILES // 40)]
         self.watcher: WatcherProcess | None = None
+        # Jobs sent by another app with plain Celery, just before Redis goes away.
+        self.direct_source = root / "direct" / "source.jpg"
+        self.direct_source.parent.mkdir(parents=True)
+        self.direct_source.write_bytes(self.good_bytes)
+        self.direct: dict[str, Path] = {}
 
     def start(self) -> None:
         self.worker.start(concurrency=2)
@@ -106,6 +126,11 @@ class Soak:
             for name in self.names[burst:]:
                 self.drop(name)
                 time.sleep(0.05)
+            deadline = time.monotonic() + 600
+            for name in self.repeats:
+                while not (self.folders.done / name).exists() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                self.drop(name)
 
         thread = threading.Thread(target=trickle)
         thread.start()
@@ -121,6 +146,13 @@ class Soak:
         self.watcher = start_watcher(self.worker, self.folders, CUTOUT_RESCAN_SECONDS="3")
 
     def bounce_redis(self) -> None:
+        app = Celery(broker=f"{self.redis.url}/0")
+        app.conf.update(task_serializer="json", accept_content=["json"])
+        for i in range(4):
+            out = self.direct_source.parent / "out" / f"{i}.png"
+            kwargs = {"input_path": str(self.direct_source), "output_path": str(out)}
+            self.direct[app.send_task(TASK_NAME, kwargs=kwargs, queue=QUEUE).id] = out
+        app.close()
         self.redis.stop()
         time.sleep(2)
         self.redis.start()
@@ -143,22 +175,30 @@ class Soak:
         outbox = self.folders.outbox
         return sorted(p.relative_to(outbox).as_posix() for p in outbox.rglob("*") if p.is_file())
 
+    def expected_outputs(self) -> list[str]:
+        again = [second(n, ".png") for n in self.repeats]
+        return sorted([*(str(Path(n).with_suffix(".png")) for n in self.good), *again])
+
     def wait_for_the_end(self, deadline: float) -> None:
-        while len(self.outputs()) < len(self.good) or count_ended(self.folders) < FILES:
+        total = FILES + len(self.repeats)
+        expected = len(self.expected_outputs())
+        while len(self.outputs()) < expected or count_ended(self.folders) < total:
             assert time.monotonic() < deadline, (
-                f"not done: {len(self.outputs())}/{len(self.good)} outputs, "
-                f"{count_ended(self.folders)}/{FILES} inputs ended"
+                f"not done: {len(self.outputs())}/{expected} outputs, "
+                f"{count_ended(self.folders)}/{total} inputs ended"
             )
             time.sleep(0.5)
 
     def check_exactly_once(self) -> None:
         folders = self.folders
         # Every good input: exactly one output, of the right size, and the input in done.
-        assert self.outputs() == sorted(str(Path(n).with_suffix(".png")) for n in self.good)
-        for name in self.good:
-            with Image.open(folders.outbox / Path(name).with_suffix(".png")) as out:
-                assert out.size == (120, 84), name
-            assert (folders.done / name).read_bytes() == self.good_bytes
+        # A name dropped twice: two outputs, two archives, neither replaced.
+        assert self.outputs() == self.expected_outputs()
+        for output in self.expected_outputs():
+            with Image.open(folders.outbox / output) as out:
+                assert out.size == (120, 84), output
+        for name in [*self.good, *(second(n, ".jpg") for n in self.repeats)]:
+            assert (folders.done / name).read_bytes() == self.good_bytes, name
         # Every broken one: in failed, with its reason.
         for name in self.bad:
             assert (folders.failed / name).exists(), name
@@ -169,7 +209,11 @@ class Soak:
         assert not [p for p in folders.inbox.rglob("*") if p.is_file() and p.name[0] != "."]
         with StatusStore.from_url(f"{self.redis.url}/0", ttl=3600) as store:
             stuck = [r for r in store.recent(limit=10 * FILES) if not r.done]
+            direct = {job_id: store.get(job_id) for job_id in self.direct}
         assert not stuck, stuck[:3]
+        if PERSIST:  # without persistence, jobs of other apps go with Redis's data (README)
+            assert all(r is not None and r.state == "succeeded" for r in direct.values()), direct
+            assert all(out.exists() for out in self.direct.values())
 
 
 def test_nothing_is_lost_under_faults(
@@ -188,7 +232,9 @@ def test_nothing_is_lost_under_faults(
         soak.stop()
     soak.check_exactly_once()
     print(
-        f"\nsoak: {FILES} files ({len(soak.good)} good, {len(soak.bad)} broken), 3 worker "
+        f"\nsoak: {FILES} files ({len(soak.good)} good, {len(soak.bad)} broken, "
+        f"{len(soak.repeats)} names dropped twice), {len(soak.direct)} jobs from another app "
+        f"across the Redis restart, 3 worker "
         f"kills, 1 watcher kill, 1 Redis restart "
         f"({'AOF' if PERSIST else 'no persistence'}): all ended exactly once in "
         f"{time.monotonic() - started:.0f} s"
