@@ -212,6 +212,29 @@ def test_slow_chunked_write_is_taken_once_whole(worker: Worker, folders: WatchFo
         watcher.stop()
 
 
+def test_a_writer_paused_past_the_settle_time_gets_its_whole_file_processed(
+    worker: Worker, folders: WatchFolders
+) -> None:
+    watcher = start_watcher(worker, folders, CUTOUT_SETTLE_SECONDS="0.5")
+    data = CAT.read_bytes()
+    try:
+        with (folders.inbox / "paused.jpg").open("wb") as out:
+            out.write(data[: len(data) // 2])
+            out.flush()
+            # The writer stalls (a slow share, a laptop lid): the file settles, is taken,
+            # and its job fails on half an image. The writer still holds it open.
+            deadline = time.monotonic() + 60
+            while "still being written" not in watcher.text():
+                assert time.monotonic() < deadline, watcher.text()[-2000:]
+                time.sleep(0.05)
+            out.write(data[len(data) // 2 :])
+        wait_until_settled(folders, ["paused.jpg"], [])
+    finally:
+        watcher.stop()
+    assert (folders.done / "paused.jpg").read_bytes() == data
+    assert "whole now; sending it again" in watcher.text()
+
+
 def test_renamed_into_place_temp_names_and_hidden_files_ignored(
     worker: Worker, folders: WatchFolders
 ) -> None:

@@ -28,6 +28,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from watcher.names import candidates, fit_name
 from watcher.rules import CLAIMS
@@ -104,16 +105,16 @@ class Claims:
     def release(self, claim: Claim) -> None:
         shutil.rmtree(self.root / claim.job_id, ignore_errors=True)
 
-    def note(self, claim: Claim, name: str, data: dict[str, str]) -> None:
+    def note(self, claim: Claim, name: str, data: dict[str, str | None]) -> None:
         """A dotfile of ours beside the claim (its output name, say)."""
         with folder_fd(self.root / claim.job_id, self.inbox) as fd:
             _write_new(fd, name, json.dumps(data))
 
-    def read_note(self, claim: Claim, name: str) -> dict[str, str]:
+    def read_note(self, claim: Claim, name: str) -> dict[str, Any]:
         with folder_fd(self.root / claim.job_id, self.inbox) as fd:
             handle = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
             with os.fdopen(handle) as f:
-                data: dict[str, str] = json.load(f)
+                data: dict[str, Any] = json.load(f)
                 return data
 
     def move(

@@ -28,7 +28,7 @@ from watcher.ledger import Ledger
 from watcher.metrics import WatcherMetrics
 from watcher.names import output_rel
 from watcher.rules import LEDGER
-from watcher.settle import Hint, Settler
+from watcher.settle import Hint, Settler, open_for_writing
 from worker.client import Client
 from worker.jobs import INPUT_NAME_MAX, JobError, JobRecord
 from worker.paths import PathRefused
@@ -73,6 +73,7 @@ class Watcher:
         self.paths: queue.Queue[Seen] = queue.Queue()
         self.outcomes: queue.Queue[JobRecord] = queue.Queue()
         self.active: dict[str, Claim] = {}
+        self.rewritten: dict[str, _Rewrite] = {}  # failed while their writer was at it
         self.stopping = threading.Event()
         self.metrics = WatcherMetrics()
 
@@ -121,7 +122,8 @@ class Watcher:
     def step(self, wait: float = 0.2) -> None:
         """One turn: take new paths, claim what has settled, settle finished jobs."""
         with contextlib.suppress(queue.Empty):
-            self._offer(*self.paths.get(timeout=wait if not self.settler else 0.05))
+            busy = self.settler or self.rewritten
+            self._offer(*self.paths.get(timeout=0.05 if busy else wait))
         while not self.paths.empty():
             self._offer(*self.paths.get_nowait())
         room = self.config.max_pending - len(self.active)
@@ -132,6 +134,8 @@ class Watcher:
         while not self.outcomes.empty():
             record = self.outcomes.get_nowait()
             self._alone(record.id, self.finish, record)
+        for job_id in list(self.rewritten):
+            self._alone(job_id, self._send_again_once_whole, job_id)
         self.metrics.pending.set(len(self.settler))
         self.metrics.in_flight.set(len(self.active))
 
@@ -188,7 +192,7 @@ class Watcher:
         except UNREACHABLE as exc:
             log.warning("%s: claimed, Redis unreachable (%s); will send it later", claim.rel, exc)
             return
-        self.claims.note(claim, JOB_FILE, {"output": str(out)})
+        self.claims.note(claim, JOB_FILE, {"output": str(out), "taken": _signature(claim.path)})
         self._send(claim, out)
 
     def _send(self, claim: Claim, out: Path) -> None:
@@ -237,15 +241,48 @@ class Watcher:
                     self.outcomes.put(record)
 
     def finish(self, record: JobRecord) -> None:
-        claim = self.active.pop(record.id, None)
-        if claim is None:
-            return  # not a watched file, or already settled
+        claim = self.active.get(record.id)
+        if claim is None or record.id in self.rewritten:
+            return  # not a watched file, already settled, or waiting to be sent again
+        if record.state != "succeeded" and self._still_written(claim):
+            # Its writer paused past the settle time and is not done: what failed was a
+            # part of the file. Sent again once it settles (step), never failed for that.
+            log.info("%s: still being written; sent again once it settles", claim.rel)
+            self.rewritten[record.id] = _Rewrite(claim)
+            return
+        del self.active[record.id]
         self.metrics.finished.labels(record.state).inc()
         if record.state == "succeeded":
             self._succeeded(claim, record)
         else:
             self._failed(claim, record)
         self.claims.release(claim)
+
+    def _still_written(self, claim: Claim) -> bool:
+        """Changed since it was claimed, or still open for writing on this machine."""
+        try:
+            taken = self.claims.read_note(claim, JOB_FILE).get("taken")
+        except (OSError, ValueError, PathRefused):
+            taken = None
+        now = _signature(claim.path)
+        if now is None:
+            return False  # gone: nothing more will be written
+        return (taken is not None and now != taken) or open_for_writing(claim.path)
+
+    def _send_again_once_whole(self, job_id: str) -> None:
+        rewrite = self.rewritten[job_id]
+        now, signature = time.monotonic(), _signature(rewrite.claim.path)
+        if signature != rewrite.signature:
+            rewrite.signature, rewrite.since = signature, now
+            return
+        if now - rewrite.since < self.config.settle_seconds or open_for_writing(rewrite.claim.path):
+            return
+        del self.rewritten[job_id]
+        claim = rewrite.claim
+        out = self._output_of(claim)
+        self.claims.note(claim, JOB_FILE, {"output": str(out), "taken": signature})
+        log.info("%s: whole now; sending it again", claim.rel)
+        self._send(claim, out)
 
     def _succeeded(self, claim: Claim, record: JobRecord) -> None:
         action = self.config.on_success
@@ -345,6 +382,24 @@ class Watcher:
             return self.ledger.contains(path.relative_to(self.config.inbox), os.stat(path))
         except FileNotFoundError:
             return True
+
+
+@dataclass
+class _Rewrite:
+    """A claimed file whose writer was still at it when its job failed."""
+
+    claim: Claim
+    signature: str | None = None
+    since: float = 0.0
+
+
+def _signature(path: Path) -> str | None:
+    """Size, mtime and ctime, as a string that a JSON note keeps; None if gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _utf8(path: Path) -> bool:

@@ -110,3 +110,30 @@ def _opens(path: Path) -> bool:
         return False
     os.close(fd)
     return True
+
+
+def open_for_writing(path: Path) -> bool:
+    """Whether a process on this machine holds `path` open for writing (Linux's /proc; as
+    far as this process may look). A writer on another host, or another system: False."""
+    try:
+        target = os.stat(path)
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return False
+    for pid in pids:
+        folder = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(folder)
+        except OSError:
+            continue  # gone, or not ours to look at
+        for fd in fds:
+            try:
+                if not os.path.samestat(os.stat(f"{folder}/{fd}"), target):
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                    flags = next(int(v.split()[1], 8) for v in info if v.startswith("flags:"))
+            except (OSError, StopIteration, ValueError, IndexError):
+                continue
+            if flags & (os.O_WRONLY | os.O_RDWR):
+                return True
+    return False
