@@ -62,15 +62,21 @@ def test_settler_takes_a_whole_file_renamed_into_place_at_once(tmp_path: Path) -
     assert len(settler) == 2  # the cut JPEG and the TIFF wait the settle time
 
 
-def test_a_closed_file_waits_a_quiet_time_that_each_change_restarts(tmp_path: Path) -> None:
-    # shutil.copy closes the file, then sets its mode by path: taken in between, the
-    # writer's chmod fails. The quiet time covers that gap; the chmod starts it again.
+def closed_and_seen(tmp_path: Path) -> tuple[Settler, Path, float]:
+    """A whole JPEG its writer closed, looked at once: its quiet time runs from then."""
     settler = Settler(60.0)
     path = tmp_path / "a.jpg"
     path.write_bytes(encoded("JPEG"))
     settler.offer(path, "closed")
     start = time.monotonic()
     assert settler.ready(10, now=start) == []
+    return settler, path, start
+
+
+def test_a_closed_file_waits_a_quiet_time_that_each_change_restarts(tmp_path: Path) -> None:
+    # shutil.copy closes the file, then sets its mode by path: taken in between, the
+    # writer's chmod fails. The quiet time covers that gap; the chmod starts it again.
+    settler, path, start = closed_and_seen(tmp_path)
     quiet = start + CLOSED_QUIET_SECONDS
     os.chmod(path, 0o640)  # the copy tool's copymode: a new ctime, and an event
     settler.offer(path, "changed")
@@ -80,12 +86,7 @@ def test_a_closed_file_waits_a_quiet_time_that_each_change_restarts(tmp_path: Pa
 
 
 def test_a_metadata_change_without_an_event_restarts_the_quiet_time(tmp_path: Path) -> None:
-    settler = Settler(60.0)
-    path = tmp_path / "a.jpg"
-    path.write_bytes(encoded("JPEG"))
-    settler.offer(path, "closed")
-    start = time.monotonic()
-    assert settler.ready(10, now=start) == []
+    settler, path, start = closed_and_seen(tmp_path)
     os.utime(path, ns=(1, 1))  # copy2's copystat, its event not seen yet
     later = start + CLOSED_QUIET_SECONDS
     assert settler.ready(10, now=later) == []
