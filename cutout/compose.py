@@ -7,6 +7,7 @@ multiplies the colours by the mask and darkens every soft edge.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps
@@ -105,21 +106,53 @@ def compose(
     blur_radius: float = 20.0,
     backdrop: Image.Image | None = None,
     exact_colours: bool = False,
+    final_alpha: bool = False,
 ) -> Image.Image:
-    """The cut-out: RGBA for a transparent (or translucent) result, RGB when opaque."""
-    alpha = subject_alpha(image, mask)
-    if background.kind == "transparent":
-        return transparent(image, alpha, exact=exact_colours)
-    if background.kind == "blur":
+    """The cut-out: RGBA for a transparent (or translucent) result, RGB when opaque.
+    `final_alpha`: `mask` is already subject_alpha(image, mask), as the pipeline has it."""
+    alpha = mask if final_alpha else subject_alpha(image, mask)
+    if background.kind == "blur":  # a neighbourhood operation: whole
         return over(image, alpha, blurred(image, alpha, blur_radius))
     if background.kind == "image":
         if backdrop is None:
             raise ValueError("an image background needs its decoded backdrop")
-        return over(image, alpha, cover(backdrop, image.size))
+        fitted = cover(backdrop, image.size)
+        return in_strips(image, alpha, lambda i, a, box: over(i, a, fitted.crop(box)))
+    if background.kind == "transparent":
+        return in_strips(image, alpha, lambda i, a, _: transparent(i, a, exact=exact_colours))
     assert background.color is not None
-    if background.color[3] == 255:
-        return over(image, alpha, Image.new("RGB", image.size, background.color[:3]))
-    return over(image, alpha, Image.new("RGBA", image.size, background.color))
+    color = background.color if background.color[3] < 255 else background.color[:3]
+    mode = "RGBA" if len(color) == 4 else "RGB"
+    return in_strips(image, alpha, lambda i, a, _: over(i, a, Image.new(mode, i.size, color)))
+
+
+# Pixels above which a per-pixel composite runs in strips of rows: its temporaries (the
+# bands, the bit tables, the colour copies: several bytes a pixel) then cost a strip's
+# worth, not the whole image's, and a tiny file that decodes huge costs no more than its
+# result. Below it, one pass: the common sizes keep their speed.
+STRIP_PIXELS = 16_000_000
+STRIP_ROWS = 256
+
+
+def in_strips(
+    image: Image.Image,
+    alpha: Image.Image,
+    make: Callable[[Image.Image, Image.Image, tuple[int, int, int, int]], Image.Image],
+) -> Image.Image:
+    """`make(image, alpha, box)` over the whole image, or strip by strip into one result:
+    the same pixels either way (each output pixel depends on its own input pixel only)."""
+    width, height = image.size
+    if width * height <= STRIP_PIXELS:
+        return make(image, alpha, (0, 0, width, height))
+    result: Image.Image | None = None
+    for top in range(0, height, STRIP_ROWS):
+        box = (0, top, width, min(height, top + STRIP_ROWS))
+        strip = make(image.crop(box), alpha.crop(box), box)
+        if result is None:
+            result = Image.new(strip.mode, image.size)
+        result.paste(strip, box[:2])
+    assert result is not None
+    return result
 
 
 def subject_box(alpha: Image.Image, margin: int) -> tuple[int, int, int, int] | None:

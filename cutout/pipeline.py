@@ -76,18 +76,20 @@ class Remover:
             grid=self.session.spec.input_size,
             matting_options=opts.matting,
         )
-        image, subject = refined.colours, refined.mask
-        alpha = compose.subject_alpha(image, subject)
+        image = refined.colours
+        alpha = compose.subject_alpha(image, refined.mask)
+        del subject, refined  # the alpha is all that is needed now (a 80 MP mask: 80 MB)
         if opts.only_mask:
             result = alpha
         else:
             result = compose.compose(
                 image,
-                subject,
+                alpha,
                 opts.background,
                 blur_radius=opts.blur_radius,
                 backdrop=self._backdrop,
                 exact_colours=opts.exact_colours,
+                final_alpha=True,
             )
         return compose.crop(result, alpha, opts.crop_margin) if opts.crop else result
 

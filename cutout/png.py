@@ -13,6 +13,7 @@ Same pixels out as in, no metadata; any PNG reader decodes the result.
 from __future__ import annotations
 
 import struct
+import zlib
 
 import deflate as _libdeflate
 import numpy as np
@@ -29,16 +30,45 @@ def supports(image: Image.Image) -> bool:
     return image.mode in COLOUR_TYPES
 
 
-def filtered(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+def filtered(
+    pixels: npt.NDArray[np.uint8], above: npt.NDArray[np.uint8] | None = None
+) -> npt.NDArray[np.uint8]:
     """The PNG scanlines with the Up filter: one filter byte, then each row minus the row
-    above (modulo 256)."""
+    above (modulo 256); `above`: the row before these (a strip's), else none (zeros)."""
     height = pixels.shape[0]
     rows = pixels.reshape(height, -1)
     out = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
     out[:, 0] = UP
-    out[0, 1:] = rows[0]
+    if above is None:
+        out[0, 1:] = rows[0]
+    else:
+        np.subtract(rows[0], above, out=out[0, 1:])
     np.subtract(rows[1:], rows[:-1], out=out[1:, 1:])
     return out
+
+
+# Above this many pixels the image is filtered and deflated a strip of rows at a time
+# (zlib, which streams; libdeflate takes only whole buffers): the filtered copy then costs a
+# strip, not 4 bytes a pixel more (cutout.compose.STRIP_PIXELS, README "Guarantees").
+STREAM_PIXELS = 16_000_000
+STREAM_ROWS = 256
+
+
+def _deflated(image: Image.Image, level: int) -> bytes | bytearray:
+    width, height = image.size
+    if width * height <= STREAM_PIXELS:
+        lines = filtered(np.asarray(image))
+        compressed: bytearray = _libdeflate.zlib_compress(lines.reshape(-1).data, level)
+        return compressed
+    compressor = zlib.compressobj(min(level, 9))
+    parts, above = [], None
+    for top in range(0, height, STREAM_ROWS):
+        rows = np.asarray(image.crop((0, top, width, min(height, top + STREAM_ROWS))))
+        rows = rows.reshape(rows.shape[0], -1)
+        parts.append(compressor.compress(filtered(rows, above).reshape(-1).data))
+        above = rows[-1].copy()
+    parts.append(compressor.flush())
+    return b"".join(parts)
 
 
 def _chunk(kind: bytes, data: bytes | memoryview) -> bytes:
@@ -54,8 +84,7 @@ def encode(image: Image.Image, level: int) -> bytes:
     width, height = image.size
     if width == 0 or height == 0:
         raise ValueError("an image without pixels cannot be written as PNG")
-    lines = filtered(np.asarray(image))
-    stream = _libdeflate.zlib_compress(lines.reshape(-1).data, level)
+    stream = _deflated(image, level)
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     view = memoryview(stream)
     idats = [_chunk(b"IDAT", view[i : i + IDAT_MAX]) for i in range(0, len(view), IDAT_MAX)]

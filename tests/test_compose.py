@@ -143,3 +143,28 @@ def test_crop_to_subject_with_margin(scene: tuple[Image.Image, Image.Image]) -> 
     assert compose.crop(out, mask, 5).size == (31, 30)
     assert compose.crop(out, mask, 100).size == (60, 40)  # clipped to the image
     assert compose.crop(out, Image.new("L", (60, 40)), 5).size == (60, 40)  # no subject
+
+
+@pytest.mark.parametrize(
+    "spec", ["transparent", "#20a0ff", "#20a0ff80", "image"], ids=lambda s: s.strip("#")
+)
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_large_image_composed_in_strips_has_the_same_pixels(
+    monkeypatch: pytest.MonkeyPatch, spec: str, exact: bool
+) -> None:
+    """Above STRIP_PIXELS the composite runs strip by strip (a tiny file decoding huge
+    costs no more than its result); the pixels must not change."""
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(rng.integers(0, 256, (700, 90, 3), dtype=np.uint8))
+    mask = Image.fromarray(rng.integers(0, 256, (700, 90), dtype=np.uint8))
+    backdrop = Image.fromarray(rng.integers(0, 256, (50, 40, 3), dtype=np.uint8))
+    background = Background("image") if spec == "image" else parse_background(spec)
+
+    def composed() -> np.ndarray:
+        out = compose.compose(image, mask, background, backdrop=backdrop, exact_colours=exact)
+        return np.asarray(out)
+
+    whole = composed()
+    monkeypatch.setattr(compose, "STRIP_PIXELS", 1000)
+    monkeypatch.setattr(compose, "STRIP_ROWS", 64)  # 700 rows: ten full strips, one part
+    assert np.array_equal(composed(), whole)

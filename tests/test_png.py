@@ -70,3 +70,14 @@ def test_encode_uses_the_level_asked_for() -> None:
     small = encode(image, "png", EncodeOptions(png_compress_level=12))
     assert len(fast) > 1.3 * len(small)
     assert np.array_equal(np.asarray(decoded(small)), np.asarray(image))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_a_large_image_is_deflated_in_strips_to_the_same_pixels(
+    monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    image = photo(90, 700).convert(mode)
+    monkeypatch.setattr(png, "STREAM_PIXELS", 1000)
+    monkeypatch.setattr(png, "STREAM_ROWS", 64)
+    data = png.encode(image, 2)
+    assert np.array_equal(np.asarray(decoded(data)), np.asarray(image))
