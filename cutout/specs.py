@@ -64,7 +64,11 @@ def parse_background(spec: str | Background, *, local: bool = True) -> Backgroun
     if not local:
         return Background("image", path=Path(text))
     path = Path(text).expanduser()
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError:  # a name too long, say: not a file either
+        found = False
+    if not found:
         raise BackgroundSpecError(
             f"{text!r} is neither a colour nor an existing image file; accepted: {BACKGROUND_HELP}"
         )

@@ -139,3 +139,19 @@ def test_a_bad_redis_url_is_named_and_its_password_never_shown(
     result = CliRunner().invoke(cli, ["status"])
     assert result.exit_code == 3 and reason in result.output
     assert "s3cret-pw" not in result.output and "Traceback" not in result.output
+
+
+GARBAGE = ["", " ", "-1", "0", "x" * 5000, "1e999", "redis://:pw@h:notaport/0", "a,,b", "\x1b[2J"]
+
+
+@pytest.mark.parametrize("field", sorted(Settings.model_fields))
+def test_no_value_of_any_setting_is_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, field: str
+) -> None:
+    """Every setting, given odd values: it loads, or it says what is wrong, naming it."""
+    for value in GARBAGE:
+        monkeypatch.setenv(f"CUTOUT_{field.upper()}", value)
+        try:
+            load_settings()
+        except SettingsError as refused:
+            assert f"CUTOUT_{field.upper()}=" in str(refused), (field, value)
