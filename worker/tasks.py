@@ -145,7 +145,7 @@ def _failed_outside_the_body(
     if getattr(sender, "name", None) != TASK_NAME or not task_id:
         return
     if not isinstance(exception, JobFailed):  # JobFailed: recorded by the task itself
-        _record_refusal(task_id, f"refused: {type(exception).__name__}: {exception}")
+        _record_refusal(task_id, f"{type(exception).__name__}: {exception}")
 
 
 @task_rejected.connect
