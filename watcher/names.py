@@ -7,7 +7,7 @@ A reservation is a Redis key per output path (`cutout:output:<path>`), taken wit
 that two watchers agree, and it expires with the job's record.
 
 Archived inputs (done/) and failed ones (failed/, with their `.error.json`) follow the same
-rule: the first free name of `photo.jpg`, `photo (2).jpg`, ...
+rule, `candidates`, taken by watcher.claims through open folder handles.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def candidates(name: str) -> Iterator[str]:
 def output_rel(client: redis.Redis, rel: Path, fmt: str, outbox: Path, ttl: int) -> Path:
     """The first output name for `rel` that no file holds and no job has reserved; reserved
     now for `ttl` seconds (the life of its job's record)."""
-    for name in candidates(rel.with_suffix(f".{fmt}").name if rel.suffix else f"{rel.name}.{fmt}"):
+    for name in candidates(rel.with_suffix(f".{fmt}").name):
         out = rel.with_name(name)
         path = outbox / out
         if _exists(path):
@@ -62,14 +62,3 @@ def output_rel(client: redis.Redis, rel: Path, fmt: str, outbox: Path, ttl: int)
 
 def _exists(path: Path) -> bool:
     return os.path.lexists(path)
-
-
-def first_free(folder: Path, name: str, beside: str = "") -> Iterator[Path]:
-    """Candidate places for `name` in `folder` not held by a file (nor, with `beside`, by
-    that file's companion, such as its `.error.json`), in the naming order. Free when
-    looked at: the caller takes one without replacing (link, O_EXCL) and moves on if it lost
-    a race."""
-    for candidate in candidates(name):
-        target = folder / candidate
-        if not _exists(target) and not (beside and _exists(folder / fit_name(candidate, beside))):
-            yield target
