@@ -11,6 +11,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY cutout ./cutout
+COPY cutout_cli ./cutout_cli
 COPY settings ./settings
 COPY worker ./worker
 COPY watcher ./watcher

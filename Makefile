@@ -35,8 +35,8 @@ test: $(DEV) models
 
 ## Fault injection at full size: 500 files, with and without Redis persistence.
 soak: $(DEV) models
-	SOAK_FILES=500 $(BIN)/python -m pytest -m soak -s tests/soak
-	SOAK_FILES=500 SOAK_REDIS_PERSISTENCE=none $(BIN)/python -m pytest -m soak -s tests/soak
+	SOAK_FILES=500 $(BIN)/python -m pytest -m soak -s tests/integration/soak
+	SOAK_FILES=500 SOAK_REDIS_PERSISTENCE=none $(BIN)/python -m pytest -m soak -s tests/integration/soak
 
 models: $(RUNTIME)
 	$(BIN)/cutout models pull $(TEST_MODEL)

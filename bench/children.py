@@ -146,8 +146,8 @@ def run_model(sets: Path, out: Path, model: str, lanes: int = 1) -> dict[str, An
 
 def p_lanes() -> int:
     """Images `cutout p` has in flight (1 in versions before it had lanes: for "before" runs)."""
-    from cutout.cli import p as p_module
     from cutout.session import usable_cores
+    from cutout_cli import p as p_module
 
     lanes_for: Callable[[int], int] | None = getattr(p_module, "lanes_for", None)
     return lanes_for(usable_cores()) if lanes_for is not None else 1
@@ -158,8 +158,8 @@ def run_model_lanes(sets: Path, out: Path, model: str) -> dict[str, Any]:
 
 
 def run_cutout_p(sets: Path, out: Path, model: str) -> dict[str, Any]:
-    from cutout.cli.main import cli
     from cutout.session import default_threads
+    from cutout_cli.main import cli
 
     catcher = ProviderLog()
     logging.getLogger("cutout.session").addHandler(catcher)

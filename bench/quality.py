@@ -34,13 +34,13 @@ if str(REPO) not in sys.path:  # run as a script: make the engine importable
     sys.path.insert(0, str(REPO))
 
 from cutout import mask as model_mask  # noqa: E402
-from cutout import metrics, refine  # noqa: E402
-from cutout.cli.p import IMAGE_SUFFIXES  # noqa: E402
+from cutout import refine, scores  # noqa: E402
 from cutout.images import decode  # noqa: E402
 from cutout.models import MODELS  # noqa: E402
 from cutout.report import Panel, Row, find_pairs, load_truth, over_checkerboard, render  # noqa: E402
 from cutout.session import Session  # noqa: E402
 from cutout.specs import REFINE_MODES  # noqa: E402
+from cutout_cli.p import IMAGE_SUFFIXES  # noqa: E402
 from settings import engine, load_settings  # noqa: E402
 
 DEFAULT_SET = REPO.parent / "shared" / "evalsets" / "pascal_s"
@@ -65,7 +65,7 @@ class Outcome:
 
     name: str
     masks: dict[str, Image.Image] = field(default_factory=dict)
-    scores: dict[str, metrics.Scores] = field(default_factory=dict)
+    scores: dict[str, scores.Scores] = field(default_factory=dict)
     ms: dict[str, float] = field(default_factory=dict)  # on top of the model
 
 
@@ -107,7 +107,7 @@ class Methods:
             outcome.masks[ours(mode)], outcome.ms[ours(mode)] = refined.mask, ms
         truth = load_truth(truth_path, image.size)
         for name, picture in outcome.masks.items():
-            outcome.scores[name] = metrics.score(np.asarray(picture), np.asarray(truth))
+            outcome.scores[name] = scores.score(np.asarray(picture), np.asarray(truth))
         return outcome, truth
 
     def _run_rembg(self, image_path: Path, outcome: Outcome) -> None:
@@ -170,8 +170,8 @@ def _thumb(picture: Image.Image) -> Image.Image:
     return thumb
 
 
-def means(outcomes: list[Outcome], names: list[str]) -> dict[str, metrics.Scores]:
-    return {n: metrics.mean_scores([o.scores[n] for o in outcomes]) for n in names}
+def means(outcomes: list[Outcome], names: list[str]) -> dict[str, scores.Scores]:
+    return {n: scores.mean_scores([o.scores[n] for o in outcomes]) for n in names}
 
 
 def mean_ms(outcomes: list[Outcome], name: str) -> float | None:
@@ -179,7 +179,7 @@ def mean_ms(outcomes: list[Outcome], name: str) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def verdict(mean: dict[str, metrics.Scores], name: str) -> str | None:
+def verdict(mean: dict[str, scores.Scores], name: str) -> str | None:
     """Whether a mode meets the issue's bar to become the default (needs rembg's rows)."""
     if REMBG not in mean or name == ours("none"):
         return None
@@ -199,7 +199,7 @@ def verdict(mean: dict[str, metrics.Scores], name: str) -> str | None:
     )
 
 
-def table(mean: dict[str, metrics.Scores], outcomes: list[Outcome], model_ms: float) -> str:
+def table(mean: dict[str, scores.Scores], outcomes: list[Outcome], model_ms: float) -> str:
     lines = [
         "| method | IoU | MAE | max-F | boundary MAE | ms/image beyond the model |",
         "|---|---|---|---|---|---|",
@@ -221,7 +221,7 @@ def _finite(value: float) -> float | None:
 
 
 def results_json(
-    args: argparse.Namespace, outcomes: list[Outcome], mean: dict[str, metrics.Scores]
+    args: argparse.Namespace, outcomes: list[Outcome], mean: dict[str, scores.Scores]
 ) -> dict[str, Any]:
     return {
         "set": str(args.set),

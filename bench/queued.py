@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from cutout.cli.supervisor import descendants
+from cutout_cli.supervisor import descendants
 
 START_TIMEOUT = 120.0
 JOB_TIMEOUT = 300.0

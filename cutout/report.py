@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from cutout.errors import ImageError
-from cutout.metrics import Scores
+from cutout.scores import Scores
 
 THUMB_SIDE = 256
 CHECKER_CELL = 8

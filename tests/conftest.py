@@ -19,7 +19,8 @@ TEST_MODEL = "u2netp"
 MODEL_HOME = Path(
     os.environ.get("CUTOUT_MODEL_HOME") or os.environ.get("U2NET_HOME") or "~/.u2net"
 ).expanduser()
-DATA = Path(__file__).resolve().parent / "data"
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+DATA = ROOT / "tests" / "data"
 PHOTOS = DATA / "photos"  # small photos with reference masks: tests/data/README.md
 MASKS = DATA / "masks"
 CAT = PHOTOS / "chelsea.jpg"  # the main subject: one animal, its head filling the frame

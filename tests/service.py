@@ -174,7 +174,10 @@ def start_watcher(worker: Worker, folders: WatchFolders, **overrides: str) -> Wa
     log = folders.root / f"watcher-{uuid.uuid4().hex[:6]}.log"
     with log.open("wb") as out:
         process = spawn(
-            [sys.executable, "-m", "cutout", "watch"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "cutout_cli", "watch"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     watcher = WatcherProcess(process, log)
     deadline = time.monotonic() + 30

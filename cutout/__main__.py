@@ -1,5 +1,0 @@
-"""`python -m cutout` is the `cutout` command."""
-
-from cutout.cli.main import main
-
-main()
