@@ -37,9 +37,9 @@ from cutout import mask as model_mask  # noqa: E402
 from cutout import refine, scores  # noqa: E402
 from cutout.images import decode  # noqa: E402
 from cutout.models import MODELS  # noqa: E402
+from cutout.options import REFINE_MODES  # noqa: E402
 from cutout.report import Panel, Row, find_pairs, load_truth, over_checkerboard, render  # noqa: E402
 from cutout.session import Session  # noqa: E402
-from cutout.specs import REFINE_MODES  # noqa: E402
 from cutout_cli.p import IMAGE_SUFFIXES  # noqa: E402
 from settings import engine, load_settings  # noqa: E402
 

@@ -4,7 +4,7 @@
     session = new_session("u2net")
     png_bytes = remove(open("photo.jpg", "rb").read(), session=session)
 
-Names are imported lazily so that light modules (`cutout.models`, `cutout.specs`) can be
+Names are imported lazily so that light modules (`cutout.models`, `cutout.options`) can be
 used without loading numpy and ONNX Runtime.
 """
 
@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from cutout.api import new_session, remove
     from cutout.errors import CutoutError, ImageError, ModelError
     from cutout.models import MODELS, get_model
-    from cutout.pipeline import RemovalOptions, Remover
+    from cutout.options import Background, RemovalOptions, parse_background
+    from cutout.pipeline import Remover
     from cutout.session import Session
-    from cutout.specs import Background, parse_background
 
 _EXPORTS = {
     "new_session": "cutout.api",
@@ -29,11 +29,11 @@ _EXPORTS = {
     "ModelError": "cutout.errors",
     "MODELS": "cutout.models",
     "get_model": "cutout.models",
-    "RemovalOptions": "cutout.pipeline",
+    "RemovalOptions": "cutout.options",
     "Remover": "cutout.pipeline",
     "Session": "cutout.session",
-    "Background": "cutout.specs",
-    "parse_background": "cutout.specs",
+    "Background": "cutout.options",
+    "parse_background": "cutout.options",
 }
 
 __all__ = [

@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from cutout import store
 from cutout.images import ImageInput
-from cutout.models import get_model
-from cutout.pipeline import DEFAULT_MAX_PIXELS, RemovalOptions, Remover
+from cutout.models import default_home, get_model
+from cutout.options import Background, merged, parse_format
+from cutout.pipeline import Remover
 from cutout.session import Session, open_session
-from cutout.specs import Background, parse_background, parse_format
 
 
 def new_session(
@@ -31,10 +32,8 @@ def new_session(
 
     `model_home` defaults to `$U2NET_HOME`, else `~/.u2net`, as rembg's cache does.
     """
-    from settings.config import default_model_home  # the one module that reads env vars
-
     spec = get_model(model)
-    home = Path(model_home).expanduser() if model_home is not None else default_model_home()
+    home = Path(model_home).expanduser() if model_home is not None else default_home()
     path = store.ensure(
         spec,
         home,
@@ -53,31 +52,30 @@ def remove(
     only_mask: bool = False,
     crop: bool = False,
     crop_margin: int = 10,
+    refine: str = "none",
+    matting_fg_threshold: int = 240,
+    matting_bg_threshold: int = 10,
+    matting_erode_size: int = 10,
     post_process_mask: bool = False,
     exact_colours: bool = False,
-    refine: str = "none",
     blur_radius: float = 20.0,
     format: str = "png",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> bytes | Image.Image | np.ndarray:
-    """Remove the background of one image.
+    png_compress_level: int = 2,
+    webp_quality: int = 90,
+    jpeg_quality: int = 92,
+    max_pixels: int = 80_000_000,
+) -> bytes | Image.Image | np.ndarray[Any, Any]:
+    """Remove the background of one image; the keywords are cutout.options' (the same
+    defaults, checked by the test of every surface).
 
     The result has the input's kind: bytes in (or a file path, or a binary file open for
     reading) -> encoded bytes out (`format`: png, webp or jpg); a PIL image in -> a PIL
     image out; a numpy array in -> a numpy array out.
     """
-    options = RemovalOptions(
-        background=parse_background(background),
-        only_mask=only_mask,
-        crop=crop,
-        crop_margin=crop_margin,
-        post_process_mask=post_process_mask,
-        exact_colours=exact_colours,
-        refine=refine,
-        blur_radius=blur_radius,
-        max_pixels=max_pixels,
-    )
-    remover = Remover(session or new_session(), options)
+    given = dict(locals())
+    for name in ("data", "session", "format"):
+        del given[name]
+    remover = Remover(session or new_session(), merged(given))
     if isinstance(data, bytes | str | os.PathLike) or hasattr(data, "read"):
         return remover.process(data, parse_format(format))
     result = remover.cut_out(remover.decode(data))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
-from cutout.specs import Background
+from cutout.options import Background
 
 log = logging.getLogger(__name__)
 

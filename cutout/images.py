@@ -28,7 +28,6 @@ from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 
 from cutout import png
 from cutout.errors import (
-    ConfigError,
     EmptyImageError,
     ImageError,
     ImageTooLargeError,
@@ -37,7 +36,9 @@ from cutout.errors import (
     TruncatedImageError,
     UnsupportedImageError,
 )
-from cutout.specs import parse_format
+from cutout.options import EncodeOptions, parse_format
+
+DEFAULT_ENCODE = EncodeOptions()
 
 ImageInput: TypeAlias = (
     str | os.PathLike[str] | bytes | IO[bytes] | Image.Image | np.ndarray[Any, Any]
@@ -354,28 +355,8 @@ def _to_uint8(array: npt.NDArray[Any], name: str) -> npt.NDArray[np.uint8]:
     )
 
 
-PNG_MAX_LEVEL = 12  # libdeflate's levels (cutout.png)
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    png_compress_level: int = 2  # libdeflate's; chosen with bench/ (README "Performance")
-    webp_quality: int = 90
-    jpeg_quality: int = 92
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.png_compress_level <= PNG_MAX_LEVEL:
-            raise ConfigError(
-                f"png_compress_level must be 0..{PNG_MAX_LEVEL}, not {self.png_compress_level}"
-            )
-        for field_name in ("webp_quality", "jpeg_quality"):
-            value = getattr(self, field_name)
-            if not 0 <= value <= 100:
-                raise ConfigError(f"{field_name} must be 0..100, not {value}")
-
-
 def encode(
-    img: Image.Image, fmt: str, options: EncodeOptions = EncodeOptions(), *, source: str = "output"
+    img: Image.Image, fmt: str, options: EncodeOptions = DEFAULT_ENCODE, *, source: str = "output"
 ) -> bytes:
     """The image in the format, pixels as given: no colour management, no metadata."""
     fmt = parse_format(fmt)

@@ -12,7 +12,6 @@ import contextlib
 import importlib.util
 import logging
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,19 +19,11 @@ from PIL import Image
 from scipy import ndimage
 
 from cutout.errors import MissingExtraError
+from cutout.options import MattingOptions
 
 log = logging.getLogger(__name__)
 
 EXTRA_HINT = "pip install 'cutout-queue[matting]'"
-
-
-@dataclass(frozen=True)
-class MattingOptions:
-    """rembg's `alpha_matting_*` arguments, with its defaults."""
-
-    foreground_threshold: int = 240  # mask values above this are surely subject
-    background_threshold: int = 10  # mask values below this are surely background
-    erode_size: int = 10  # both sure regions shrink by this many px, widening the unknown
 
 
 def require() -> None:

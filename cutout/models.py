@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from cutout.errors import UnknownModelError
 
@@ -84,6 +86,13 @@ MODELS: dict[str, ModelSpec] = {
         ),
     )
 }
+
+
+def default_home() -> Path:
+    """rembg's cache folder ($U2NET_HOME, else ~/.u2net), so that models a rembg user already
+    downloaded are reused. The one variable the engine reads, and only where its caller
+    names no folder: rembg's users expect it of `new_session()`; Settings default to it."""
+    return Path(os.environ.get("U2NET_HOME") or "~/.u2net").expanduser()
 
 
 def model_names() -> list[str]:

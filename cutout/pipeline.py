@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from cutout import compose, mask, refine
 from cutout.errors import OutputFormatError
-from cutout.images import Decoded, EncodeOptions, ImageInput, decode, encode
-from cutout.matting import MattingOptions
+from cutout.images import Decoded, ImageInput, decode, encode
+from cutout.options import RemovalOptions, format_for_path, parse_format
 from cutout.session import Session
-from cutout.specs import TRANSPARENT, Background, format_for_path, parse_format
-
-DEFAULT_MAX_PIXELS = 80_000_000
-
-
-@dataclass(frozen=True)
-class RemovalOptions:
-    """What to make of one image; every field has the CLI's default."""
-
-    background: Background = TRANSPARENT
-    only_mask: bool = False
-    crop: bool = False
-    crop_margin: int = 10
-    refine: str = "none"  # cutout.specs.REFINE_MODES
-    matting: MattingOptions = field(default_factory=MattingOptions)
-    post_process_mask: bool = False
-    exact_colours: bool = False  # compose.transparent
-    blur_radius: float = 20.0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    encode: EncodeOptions = field(default_factory=EncodeOptions)
 
 
 class Remover:

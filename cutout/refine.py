@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from cutout import matting
 from cutout.errors import ConfigError
-from cutout.specs import REFINE_MODES
+from cutout.options import REFINE_MODES, MattingOptions
 
 # Window radius in cells of the working grid (about one model pixel): the mask's edges
 # are uncertain by about that much, so that is how far an edge may move.
@@ -183,13 +183,13 @@ def refine(
     mask: Image.Image,
     *,
     grid: int,
-    matting_options: matting.MattingOptions | None = None,
+    matting_options: MattingOptions | None = None,
 ) -> Refined:
     """The mask (and colours) after refinement `mode`; `grid` is the model's input size."""
     if mode == "guided":
         return Refined(image, guided(image, mask, grid))
     if mode == "matting":
-        colours, alpha = matting.matte(image, mask, matting_options or matting.MattingOptions())
+        colours, alpha = matting.matte(image, mask, matting_options or MattingOptions())
         return Refined(colours, alpha)
     check(mode)
     return Refined(image, mask)

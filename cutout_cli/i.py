@@ -24,10 +24,10 @@ STDIO = "-"
 def i_command(ctx: click.Context, /, input: str, output: str, **params: Any) -> None:
     """Remove the background of one image. INPUT or OUTPUT may be - for stdin/stdout."""
     settings = get_settings(ctx)
-    cli = collect(params)
+    given = collect(params)
     with reporting(ctx):
-        fmt = output_format(output, cli.format, settings.output_format)
-        remover = build_remover(settings, cli)
+        fmt = output_format(output, given.get("format"), settings.output_format)
+        remover = build_remover(settings, given)
         if input == STDIO:
             result = remover.process(sys.stdin.buffer.read(), fmt, source="<stdin>")
         else:

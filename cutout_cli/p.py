@@ -116,13 +116,13 @@ def p_command(ctx: click.Context, /, input_dir: Path, output_dir: Path, **params
     1 when any failed.
     """
     settings = get_settings(ctx)
-    cli = collect(params)
+    given = collect(params)
     lanes = lanes_for(usable_cores())
     # CUTOUT_THREADS, when set, is per image in flight; else the cores are shared out.
     per_lane = settings.model_copy(update={"threads": settings.threads or default_threads(lanes)})
     with reporting(ctx):
-        fmt = output_format(None, cli.format, settings.output_format)
-        remover = build_remover(per_lane, cli)
+        fmt = output_format(None, given.get("format"), settings.output_format)
+        remover = build_remover(per_lane, given)
     in_dir, out_dir = input_dir.resolve(), output_dir.resolve()
     jobs = plan(list(find_images(in_dir, out_dir)), in_dir, out_dir, fmt)
     started = time.monotonic()

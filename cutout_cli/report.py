@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -13,7 +14,7 @@ from tqdm import tqdm
 from cutout import scores
 from cutout.errors import CutoutError
 from cutout.images import write_atomic
-from cutout.models import MODELS
+from cutout.options import TRANSPARENT, merged, option
 from cutout.pipeline import Remover
 from cutout.report import (
     Panel,
@@ -24,24 +25,35 @@ from cutout.report import (
     render,
     worst_first,
 )
-from cutout.specs import REFINE_HELP, REFINE_MODES, TRANSPARENT
 from cutout_cli.common import EXIT_FAILED, echo_err, fail, get_settings, reporting
+from cutout_cli.options import collect, option_flags
 from cutout_cli.p import IMAGE_SUFFIXES
 from settings import Settings, engine
 
+# What changes the mask; the rest (background, crop, encoding) is fixed by the page.
+REPORT_OPTIONS = tuple(
+    option(name)
+    for name in (
+        "model",
+        "refine",
+        "matting_fg_threshold",
+        "matting_bg_threshold",
+        "matting_erode_size",
+        "post_process_mask",
+        "max_pixels",
+    )
+)
 
-def make_remover(
-    settings: Settings, model: str | None, refine: str | None, post_process_mask: bool | None
-) -> Remover:
+
+def make_remover(settings: Settings, given: dict[str, Any]) -> Remover:
     """The configured engine, made to give the transparent, uncropped cut-out."""
     options = replace(
-        engine.removal_options(settings), background=TRANSPARENT, only_mask=False, crop=False
+        merged(given, engine.removal_options(settings)),
+        background=TRANSPARENT,
+        only_mask=False,
+        crop=False,
     )
-    if refine is not None:
-        options = replace(options, refine=refine)
-    if post_process_mask is not None:
-        options = replace(options, post_process_mask=post_process_mask)
-    return Remover(engine.model_session(settings, model), options)
+    return Remover(engine.model_session(settings, given.get("model")), options)
 
 
 def make_row(remover: Remover, image_path: Path, truth_path: Path | None) -> Row:
@@ -81,15 +93,7 @@ def summary_html(rows: list[Row]) -> str:
     required=True,
     help="The HTML file to write.",
 )
-@click.option("-m", "--model", type=click.Choice(list(MODELS)), help="Model [CUTOUT_MODEL].")
-@click.option("--refine", type=click.Choice(REFINE_MODES), help=f"Edge refinement: {REFINE_HELP}.")
-@click.option(
-    "-ppm",
-    "--post-process-mask",
-    is_flag=True,
-    default=None,
-    help="rembg's mask post-processing.",
-)
+@option_flags(REPORT_OPTIONS)
 @click.pass_context
 def report_command(
     ctx: click.Context,
@@ -97,9 +101,7 @@ def report_command(
     *,
     directory: Path,
     output: Path,
-    model: str | None,
-    refine: str | None,
-    post_process_mask: bool | None,
+    **params: Any,
 ) -> None:
     """One HTML page of input | mask | cut-out | ground truth for each image of DIRECTORY.
 
@@ -109,7 +111,7 @@ def report_command(
     """
     settings = get_settings(ctx)
     with reporting(ctx):
-        remover = make_remover(settings, model, refine, post_process_mask)
+        remover = make_remover(settings, collect(params, REPORT_OPTIONS))
     pairs = find_pairs(directory, IMAGE_SUFFIXES)
     if not pairs:
         fail(f"{directory}: no images (nor an images/ folder)", EXIT_FAILED)

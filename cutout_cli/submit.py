@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 from cutout.images import write_atomic
-from cutout.models import MODELS
-from cutout.specs import BACKGROUND_HELP, FORMATS
+from cutout.options import JOB_OPTIONS
 from cutout_cli.common import EXIT_FAILED, get_settings, redis_errors, reporting
+from cutout_cli.options import collect, job_options
 from settings import Settings
 
 
@@ -36,11 +36,7 @@ def under_roots(path: Path, settings: Settings) -> bool:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where results of files sent inline are written with --wait (default: the outbox).",
 )
-@click.option("-m", "--model", type=click.Choice(list(MODELS)))
-@click.option("--bg", "background", help=f"Background: {BACKGROUND_HELP}.")
-@click.option("-f", "--format", "format_", type=click.Choice([*FORMATS, "jpeg"]))
-@click.option("--only-mask", is_flag=True, default=None)
-@click.option("--crop", is_flag=True, default=None)
+@job_options
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -67,7 +63,9 @@ def submit_command(
     settings = get_settings(ctx)
     from worker.client import Client
 
-    opts = {("format" if k == "format_" else k): v for k, v in options.items() if v is not None}
+    opts = collect(options, JOB_OPTIONS)
+    if options.pop("overwrite"):
+        opts["overwrite"] = True
     failed = 0
     backend = settings.result_backend or settings.broker_url
     with (

@@ -4,7 +4,6 @@ passed down as arguments, so library code never reads the environment.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -20,15 +19,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cutout.errors import ConfigError, CutoutError
-from cutout.models import MODELS
-from cutout.specs import (
-    BACKGROUND_HELP,
-    FORMATS,
-    REFINE_HELP,
-    RefineMode,
-    parse_background,
-    parse_format,
-)
+from cutout.models import MODELS, default_home
+from cutout.options import RefineMode, option, parse_background, parse_format
 
 ENV_PREFIX = "CUTOUT_"
 PROVIDER_HELP = "auto, or a comma-separated list such as CUDAExecutionProvider,CPUExecutionProvider"
@@ -38,9 +30,11 @@ SECRET_FIELDS = frozenset({"flower_password"})
 URL_FIELDS = frozenset({"broker_url", "result_backend"})
 
 
-def default_model_home() -> Path:
-    """rembg's cache folder, so that models a rembg user already downloaded are reused."""
-    return Path(os.environ.get("U2NET_HOME") or "~/.u2net").expanduser()
+def _option(name: str) -> Any:
+    """A setting that is a removal option: its default, help and limits are the option's
+    (cutout.options); only its type is spelled here, for the type checker."""
+    opt = option(name)
+    return Field(opt.default, description=opt.help, **opt.bounds)
 
 
 class SettingsError(ConfigError):
@@ -60,9 +54,9 @@ class Settings(BaseSettings):
     )
 
     # --- model ---
-    model: str = Field("u2net", description=f"Model name; one of {', '.join(MODELS)}.")
+    model: str = _option("model")
     model_home: Path = Field(
-        default_factory=default_model_home,
+        default_factory=default_home,
         description="Folder of model files. Default: $U2NET_HOME, else ~/.u2net (rembg's cache).",
     )
     model_path: Path | None = Field(
@@ -88,46 +82,22 @@ class Settings(BaseSettings):
         0, ge=0, description="ONNX Runtime intra-op threads per process; 0 = cores / processes."
     )
     # --- images ---
-    max_pixels: int = Field(
-        80_000_000, gt=0, description="Largest input (width x height) decoded; checked first."
-    )
-    background: str = Field("transparent", description=f"Background: {BACKGROUND_HELP}.")
-    blur_radius: float = Field(
-        20.0, gt=0, description="Gaussian radius (px) of the blur background."
-    )
-    only_mask: bool = Field(False, description="Output the mask instead of the cut-out.")
-    crop: bool = Field(False, description="Crop the output to the subject's bounding box.")
-    crop_margin: int = Field(10, ge=0, description="Margin (px) kept around the subject on crop.")
-    refine: RefineMode = Field("none", description=f"Edge refinement: {REFINE_HELP}.")
-    matting_fg_threshold: int = Field(
-        240, ge=0, le=255, description="Matting: mask values above this are surely subject."
-    )
-    matting_bg_threshold: int = Field(
-        10, ge=0, le=255, description="Matting: mask values below this are surely background."
-    )
-    matting_erode_size: int = Field(
-        10, ge=0, le=1000, description="Matting: px the sure regions shrink by (wider unknown)."
-    )
-    post_process_mask: bool = Field(
-        False, description="rembg's post-processing (morphological opening + blur + threshold)."
-    )
-    exact_colours: bool = Field(
-        False,
-        description="Keep every colour bit under soft edges; by default they keep the bits "
-        "that can show once composited (within one level; smaller files).",
-    )
-    output_format: str = Field("png", description=f"Output format: {', '.join(FORMATS)}.")
-    png_compress_level: int = Field(
-        2,
-        ge=0,
-        le=12,
-        description="Deflate level of PNG outputs (libdeflate: 0 stored, 1 fastest ... 12 "
-        "smallest).",
-    )
-    webp_quality: int = Field(
-        90, ge=1, le=100, description="Quality of opaque WebP outputs; with alpha WebP is lossless."
-    )
-    jpeg_quality: int = Field(92, ge=1, le=100, description="Quality of JPEG outputs.")
+    max_pixels: int = _option("max_pixels")
+    background: str = _option("background")
+    blur_radius: float = _option("blur_radius")
+    only_mask: bool = _option("only_mask")
+    crop: bool = _option("crop")
+    crop_margin: int = _option("crop_margin")
+    refine: RefineMode = _option("refine")
+    matting_fg_threshold: int = _option("matting_fg_threshold")
+    matting_bg_threshold: int = _option("matting_bg_threshold")
+    matting_erode_size: int = _option("matting_erode_size")
+    post_process_mask: bool = _option("post_process_mask")
+    exact_colours: bool = _option("exact_colours")
+    output_format: str = _option("format")
+    png_compress_level: int = _option("png_compress_level")
+    webp_quality: int = _option("webp_quality")
+    jpeg_quality: int = _option("jpeg_quality")
 
     # --- queue ---
     broker_url: str = Field(

@@ -7,38 +7,15 @@ not import numpy and ONNX Runtime.
 from __future__ import annotations
 
 from cutout import store
-from cutout.images import EncodeOptions
-from cutout.matting import MattingOptions
 from cutout.models import get_model
-from cutout.pipeline import RemovalOptions
+from cutout.options import OPTIONS, RemovalOptions, merged
 from cutout.session import Session, default_threads, open_session
-from cutout.specs import parse_background
 from settings.config import Settings
 
 
 def removal_options(settings: Settings) -> RemovalOptions:
     """The options every job starts from; a job or the command line overrides some."""
-    return RemovalOptions(
-        background=parse_background(settings.background),
-        only_mask=settings.only_mask,
-        crop=settings.crop,
-        crop_margin=settings.crop_margin,
-        refine=settings.refine,
-        matting=MattingOptions(
-            foreground_threshold=settings.matting_fg_threshold,
-            background_threshold=settings.matting_bg_threshold,
-            erode_size=settings.matting_erode_size,
-        ),
-        post_process_mask=settings.post_process_mask,
-        exact_colours=settings.exact_colours,
-        blur_radius=settings.blur_radius,
-        max_pixels=settings.max_pixels,
-        encode=EncodeOptions(
-            png_compress_level=settings.png_compress_level,
-            webp_quality=settings.webp_quality,
-            jpeg_quality=settings.jpeg_quality,
-        ),
-    )
+    return merged({o.name: getattr(settings, o.setting_name) for o in OPTIONS})
 
 
 def model_session(

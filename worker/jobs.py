@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from cutout.errors import CutoutError
 from cutout.models import MODELS
-from cutout.specs import RefineMode, parse_background
+from cutout.options import JOB_OPTIONS, RefineMode, option, parse_background
 
 TASK_NAME = "cutout.remove"
 State = Literal["queued", "started", "retrying", "succeeded", "failed"]
@@ -23,6 +23,12 @@ STATES: tuple[State, ...] = ("queued", "started", "retrying", "succeeded", "fail
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
 MAX_PATH_CHARS = 4096
 INPUT_NAME_MAX = MAX_PATH_CHARS  # a path in the inbox, however deep, is named in full
+
+
+def _option(name: str) -> Any:
+    """A payload field that is a removal option: its help and limits are the option's."""
+    opt = option(name)
+    return Field(None, description=opt.help, **opt.bounds)
 
 
 class JobError(CutoutError):
@@ -49,14 +55,23 @@ class RemoveJob(BaseModel):
     overwrite: bool = Field(
         False, description="Replace a file already at the output path (else the job fails)."
     )
-    model: str | None = None
-    background: str | None = None
-    format: Literal["png", "webp", "jpg", "jpeg"] | None = None
-    only_mask: bool | None = None
-    crop: bool | None = None
-    crop_margin: int | None = Field(None, ge=0, le=10_000)
-    post_process_mask: bool | None = None
-    refine: RefineMode | None = None
+    # The removal options (cutout.options; None: the worker's setting).
+    model: str | None = _option("model")
+    background: str | None = _option("background")
+    format: Literal["png", "webp", "jpg", "jpeg"] | None = _option("format")
+    only_mask: bool | None = _option("only_mask")
+    crop: bool | None = _option("crop")
+    crop_margin: int | None = _option("crop_margin")
+    refine: RefineMode | None = _option("refine")
+    matting_fg_threshold: int | None = _option("matting_fg_threshold")
+    matting_bg_threshold: int | None = _option("matting_bg_threshold")
+    matting_erode_size: int | None = _option("matting_erode_size")
+    post_process_mask: bool | None = _option("post_process_mask")
+    exact_colours: bool | None = _option("exact_colours")
+    blur_radius: float | None = _option("blur_radius")
+    png_compress_level: int | None = _option("png_compress_level")
+    webp_quality: int | None = _option("webp_quality")
+    jpeg_quality: int | None = _option("jpeg_quality")
 
     @field_validator("input_path", "output_path", "input_name")
     @classmethod
@@ -99,6 +114,11 @@ class RemoveJob(BaseModel):
         if (self.input_path is None) == (self.input_data is None):
             raise ValueError("give exactly one of input_path and input_data")
         return self
+
+    def options(self) -> dict[str, Any]:
+        """The removal options this job sets, by their flat names."""
+        values = {o.name: getattr(self, o.name) for o in JOB_OPTIONS}
+        return {name: value for name, value in values.items() if value is not None}
 
     @property
     def image_bytes(self) -> bytes | None:

@@ -9,12 +9,11 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from cutout.images import Decoded, ImageInput, write_atomic
-from cutout.pipeline import RemovalOptions, Remover, output_format
+from cutout.options import RemovalOptions, merged
+from cutout.pipeline import Remover, output_format
 from cutout.session import Session
-from cutout.specs import parse_background
 from settings import Settings, engine
 from worker.jobs import JobError, RemoveJob
 from worker.paths import (
@@ -26,7 +25,6 @@ from worker.paths import (
 )
 
 JOB_ATTRIBUTE = "user.cutout.job"  # the id of the job that wrote an output
-_OPTION_FIELDS = ("only_mask", "crop", "crop_margin", "post_process_mask", "refine")
 _MAX_REMOVERS = 16
 
 
@@ -119,18 +117,14 @@ class JobRunner:
         return None
 
     def _options(self, job: RemoveJob) -> RemovalOptions:
-        overrides: dict[str, Any] = {
-            name: getattr(job, name) for name in _OPTION_FIELDS if getattr(job, name) is not None
-        }
-        if job.background is not None:
-            background = parse_background(job.background, local=False)
-            if background.path is not None:
-                # A backdrop file is found like an input: relative to the inbox, confined,
-                # a regular file; the same answer whether it is missing or not allowed.
-                real = input_file(str(background.path), self.settings.inbox, self.settings.roots)
-                background = replace(background, path=real)
-            overrides["background"] = background
-        return replace(self.defaults, **overrides)
+        options = merged(job.options(), self.defaults, local=False)
+        backdrop = options.background.path
+        if job.background is not None and backdrop is not None:
+            # A backdrop file is found like an input: relative to the inbox, confined,
+            # a regular file; the same answer whether it is missing or not allowed.
+            real = input_file(str(backdrop), self.settings.inbox, self.settings.roots)
+            options = replace(options, background=replace(options.background, path=real))
+        return options
 
     def _remover(self, model: str, options: RemovalOptions) -> Remover:
         key = (model, options)

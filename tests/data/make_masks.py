@@ -21,7 +21,8 @@ if str(REPO) not in sys.path:  # run as a script: make the engine importable
 
 from cutout import store  # noqa: E402
 from cutout.models import get_model  # noqa: E402
-from cutout.pipeline import RemovalOptions, Remover  # noqa: E402
+from cutout.options import RemovalOptions  # noqa: E402
+from cutout.pipeline import Remover  # noqa: E402
 from cutout.session import Session, open_session  # noqa: E402
 
 PREFERRED = ("u2net", "u2netp")  # the larger model draws the better reference

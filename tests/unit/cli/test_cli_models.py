@@ -13,10 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cutout import store
-from cutout.models import get_model, model_names
+from cutout.models import default_home, get_model, model_names
 from cutout_cli.common import EXIT_CONFIG
 from cutout_cli.main import cli
-from settings.config import default_model_home
 
 U2NETP = get_model("u2netp")
 RunModels = Callable[..., Result]
@@ -57,7 +56,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def real_u2netp() -> Path:
     """The real u2netp, which these tests serve; missing, it is a failure, not a skip."""
-    path = default_model_home() / U2NETP.file_name
+    path = default_home() / U2NETP.file_name
     if not store.verify(path, U2NETP):
         pytest.fail(f"{path} is missing or damaged: run `cutout models pull u2netp` first")
     return path

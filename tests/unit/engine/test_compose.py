@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from cutout import compose
+from cutout.options import Background, parse_background
 from cutout.png import encode as png_encode
-from cutout.specs import Background, parse_background
 
 
 @pytest.fixture

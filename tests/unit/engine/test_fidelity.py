@@ -12,7 +12,8 @@ import pytest
 from PIL import Image, ImageChops
 from scipy import ndimage
 
-from cutout.pipeline import RemovalOptions, Remover
+from cutout.options import RemovalOptions
+from cutout.pipeline import Remover
 from cutout.session import Session
 from tests.conftest import DATA, photo_pairs
 from tests.imagefactory import jpeg_with_orientation, save

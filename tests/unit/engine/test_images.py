@@ -23,7 +23,8 @@ from cutout.errors import (
     TruncatedImageError,
     UnsupportedImageError,
 )
-from cutout.images import Decoded, EncodeOptions, decode, encode, write_atomic
+from cutout.images import Decoded, decode, encode, write_atomic
+from cutout.options import EncodeOptions
 from tests import imagefactory as factory
 
 LIMIT = 80_000_000

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from cutout import png
-from cutout.images import EncodeOptions, encode
+from cutout.images import encode
+from cutout.options import EncodeOptions
 
 MODES = ("L", "LA", "RGB", "RGBA")
 

@@ -15,7 +15,8 @@ from scipy import ndimage
 
 from cutout import matting, refine, scores
 from cutout.errors import ConfigError, MissingExtraError
-from cutout.pipeline import RemovalOptions, Remover
+from cutout.options import RemovalOptions
+from cutout.pipeline import Remover
 from cutout.session import Session
 from tests.conftest import CAT, MASKS, photo_pairs
 

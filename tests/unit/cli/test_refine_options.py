@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from cutout_cli.main import cli
-from cutout_cli.options import CliOptions, build_remover
+from cutout_cli.options import build_remover
 from settings import SettingsError, engine, load_settings
 from tests.conftest import CAT
 from worker.jobs import JobError, parse_job
@@ -75,9 +75,8 @@ def test_cli_refuses_an_unknown_mode(tmp_path: Path) -> None:
 def test_matting_options_cli_over_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUTOUT_MATTING_FG_THRESHOLD", "200")
     monkeypatch.setenv("CUTOUT_MATTING_ERODE_SIZE", "4")
-    given = dict.fromkeys(CliOptions.__dataclass_fields__)
-    given.update(refine="matting", matting_erode_size=7)
-    remover = build_remover(load_settings(), CliOptions(**given))
+    given = {"refine": "matting", "matting_erode_size": 7}
+    remover = build_remover(load_settings(), given)
     assert remover.options.refine == "matting"
     matting = remover.options.matting
     assert (matting.foreground_threshold, matting.background_threshold) == (200, 10)
