@@ -1,16 +1,20 @@
-"""U^2-Net family: preprocess -> predict -> mask at full size, then optional refinement.
+"""The subject mask: the code of each model family (the registry, cutout.models, holds the
+data of each model), then rembg's optional post-processing.
 
-Preprocessing and postprocessing reproduce rembg's exactly (including its quirk of dividing
+U^2-Net: preprocessing and postprocessing reproduce rembg's exactly (including its quirk of dividing
 by the image's own maximum rather than 255), so that with the same model our mask is
 rembg's mask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from cutout.errors import ModelError
 from cutout.models import ModelSpec
 from cutout.session import InferenceSession
 
@@ -34,13 +38,28 @@ def prepare(image: Image.Image, spec: ModelSpec) -> np.ndarray:
 
 
 def predict(inference: InferenceSession, spec: ModelSpec, image: Image.Image) -> Image.Image:
-    """The subject mask (mode L) at the image's own size."""
+    """The subject mask (mode L) at the image's own size, by the model's family."""
+    try:
+        family = FAMILIES[spec.family]
+    except KeyError:
+        raise ModelError(
+            f"{spec.name}: no code for model family {spec.family!r}; known: {', '.join(FAMILIES)}"
+        ) from None
+    return family(inference, spec, image)
+
+
+def predict_u2net(inference: InferenceSession, spec: ModelSpec, image: Image.Image) -> Image.Image:
+    """U^2-Net's first output (the fused saliency map), min-max normalised, as rembg does."""
     name = inference.get_inputs()[0].name
     pred = np.asarray(inference.run(None, {name: prepare(image, spec)})[0])[:, 0, :, :]
     low, high = float(pred.min()), float(pred.max())
     pred = (pred - low) / max(high - low, 1e-12)
     small = Image.fromarray((np.squeeze(pred).clip(0, 1) * 255).astype(np.uint8))
     return small.resize(image.size, Image.Resampling.LANCZOS)
+
+
+Predictor = Callable[[InferenceSession, ModelSpec, Image.Image], Image.Image]
+FAMILIES: dict[str, Predictor] = {"u2net": predict_u2net}
 
 
 def post_process(mask: Image.Image) -> Image.Image:
