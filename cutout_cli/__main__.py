@@ -1,4 +1,4 @@
-"""`python -m cutout` is the `cutout` command."""
+"""`python -m cutout_cli` is the `cutout` command."""
 
 from cutout_cli.main import main
 
