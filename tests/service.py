@@ -35,7 +35,7 @@ class Worker:
                 [
                     sys.executable,
                     "-m",
-                    "cutout",
+                    "cutout_cli",
                     "worker",
                     "-c",
                     str(concurrency),
