@@ -323,7 +323,7 @@ class Child:
 
 
 def cutout_argv(*args: str, debug: bool = False) -> list[str]:
-    return [sys.executable, "-m", "cutout", *(["--debug"] if debug else []), *args]
+    return [sys.executable, "-m", "cutout_cli", *(["--debug"] if debug else []), *args]
 
 
 def children(
