@@ -143,7 +143,7 @@ class Service:
     def durations(self) -> dict[str, float]:
         """Each output's engine time (seconds), from the job records."""
         out = subprocess.run(
-            [sys.executable, "-m", "cutout", "status", "--json", "-n", "1000"],
+            [sys.executable, "-m", "cutout_cli", "status", "--json", "-n", "1000"],
             env=self.env,
             capture_output=True,
             check=True,
@@ -191,7 +191,7 @@ def service(root: Path, model: str, log: Path, settle: float | None = None) -> I
     if settle is not None:
         env["CUTOUT_SETTLE_SECONDS"] = str(settle)
     folders = [f"--{name}={root / name}" for name in ("inbox", "outbox", "failed", "done")]
-    argv = [sys.executable, "-m", "cutout", "up", *folders, f"--probe-url={CLOSED_PORT_URL}"]
+    argv = [sys.executable, "-m", "cutout_cli", "up", *folders, f"--probe-url={CLOSED_PORT_URL}"]
     with log.open("ab") as out:
         process = subprocess.Popen(
             argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

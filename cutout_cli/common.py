@@ -15,6 +15,7 @@ import redis
 from cutout.errors import ConfigError, CutoutError, ImageError, ModelError, OutputFormatError
 from settings import Settings, SettingsError, load_settings
 from settings.config import mask_url
+from worker import redisio
 
 # Exit codes, documented in README.md ("Exit codes").
 EXIT_OK = 0
@@ -112,7 +113,7 @@ def check_tls(settings: Settings) -> None:
         if not url.startswith("rediss://"):
             continue
         try:
-            with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5) as client:
+            with redisio.client(url, redisio.CHECK) as client:
                 client.ping()
         except redis.ConnectionError as exc:
             cause = exc.__context__

@@ -15,6 +15,7 @@ import redis
 from cutout_cli.common import EXIT_FAILED, EXIT_OK, get_settings
 from settings import Settings
 from settings.config import mask_url
+from worker import redisio
 from worker.presence import Presence
 
 
@@ -28,7 +29,7 @@ class Check:
 
 def ping(url: str) -> tuple[bool, str]:
     try:
-        with redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3) as client:
+        with redisio.client(url, redisio.CHECK) as client:
             client.ping()
     except (redis.RedisError, OSError) as exc:
         return False, f"{mask_url(url)}: {exc}"
@@ -94,8 +95,8 @@ def run_checks(
     checks.append(Check("result backend", backend_ok, backend))
     if not backend_ok:
         return checks
-    with redis.Redis.from_url(settings.status_url, socket_timeout=3) as client:
-        presence = Presence(client)
+    with redisio.client(settings.status_url, redisio.CHECK) as client:
+        presence = Presence(client, prefix=settings.key_prefix)
         alive = [w for w in presence.alive("worker") if still_running(w)]
         workers = worker_checks(alive, worker_host)
         for check in workers:

@@ -68,7 +68,9 @@ def status(
     url = settings.status_url
     with (
         redis_errors(ctx, url),
-        StatusStore.from_url(url, ttl=settings.status_ttl, result_ttl=settings.result_ttl) as store,
+        StatusStore.from_url(
+            url, prefix=settings.key_prefix, ttl=settings.status_ttl, result_ttl=settings.result_ttl
+        ) as store,
     ):
         if job_id is not None:
             full_id = resolve(store, job_id)

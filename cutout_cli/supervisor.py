@@ -28,11 +28,10 @@ from cutout.errors import ConfigError
 from cutout_cli.common import EXIT_FAILED, EXIT_OK
 from settings import Settings
 from settings.config import mask_url
+from worker import redisio
 
 log = logging.getLogger(__name__)
 
-PROBE_TIMEOUT = 0.5  # nothing at the default address within this: start a private Redis
-CONFIGURED_TIMEOUT = 3.0  # a configured Redis may be remote, behind TLS
 REDIS_START_TIMEOUT = 10.0
 POLL_INTERVAL = 0.2
 
@@ -51,18 +50,10 @@ class ServiceError(ConfigError):
 # --- Redis --------------------------------------------------------------------------------
 
 
-@contextmanager
-def redis_client(url: str, timeout: float) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+def answers(url: str) -> bool:
+    """Whether a Redis on this machine answers at `url` (redisio.PROBE: at once, or none)."""
     try:
-        yield client
-    finally:
-        client.close()
-
-
-def answers(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
-    try:
-        with redis_client(url, timeout) as client:
+        with redisio.client(url, redisio.PROBE) as client:
             return bool(client.ping())
     except (redis.RedisError, OSError):
         return False
@@ -71,7 +62,7 @@ def answers(url: str, timeout: float = PROBE_TIMEOUT) -> bool:
 def require_answer(url: str) -> None:
     """Fail now, not in every child a second later, when a configured Redis is down."""
     try:
-        with redis_client(url, CONFIGURED_TIMEOUT) as client:
+        with redisio.client(url, redisio.CHECK) as client:
             client.ping()
     except (redis.RedisError, OSError) as exc:
         raise ServiceError(
@@ -121,7 +112,7 @@ def stop_leftover(port: int, folder: Path) -> bool:
     """Shut down a private Redis whose `cutout up` was killed (SIGKILL leaves it running, in
     its own session): a second server on the same AOF would corrupt it."""
     try:
-        with redis_client(f"redis://127.0.0.1:{port}/0", PROBE_TIMEOUT) as client:
+        with redisio.client(f"redis://127.0.0.1:{port}/0", redisio.PROBE) as client:
             if Path(str(client.config_get("dir").get("dir"))) != folder.resolve():
                 return False
             log.warning("stopping the private Redis an earlier cutout up left on port %d", port)
@@ -195,7 +186,7 @@ class PrivateRedis:
     def _shutdown(self) -> None:
         # SHUTDOWN flushes the AOF before the server exits; SIGTERM does too, as a fallback.
         try:
-            with redis_client(self.url, PROBE_TIMEOUT) as client:
+            with redisio.client(self.url, redisio.PROBE) as client:
                 client.shutdown()
         except (redis.RedisError, OSError) as exc:
             log.warning("private Redis refused SHUTDOWN (%s): sending SIGTERM", exc)
@@ -332,7 +323,7 @@ class Child:
 
 
 def cutout_argv(*args: str, debug: bool = False) -> list[str]:
-    return [sys.executable, "-m", "cutout", *(["--debug"] if debug else []), *args]
+    return [sys.executable, "-m", "cutout_cli", *(["--debug"] if debug else []), *args]
 
 
 def children(

@@ -4,6 +4,7 @@ passed down as arguments, so library code never reads the environment.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -25,6 +26,9 @@ from cutout.options import RefineMode, option, parse_background, parse_format
 ENV_PREFIX = "CUTOUT_"
 PROVIDER_HELP = "auto, or a comma-separated list such as CUDAExecutionProvider,CPUExecutionProvider"
 REDIS_URL_HELP = "redis://[:password@]host:port/db, rediss://... (TLS) or unix:///path/to/socket"
+# No ":" (the separator of key names) nor glob characters (the prefix is part of SCAN patterns).
+KEY_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+KEY_PREFIX_HELP = "1 to 64 characters among ASCII letters, digits, _ . and -"
 # What an error message about settings may never show as given.
 SECRET_FIELDS = frozenset({"flower_password"})
 URL_FIELDS = frozenset({"broker_url", "result_backend"})
@@ -149,6 +153,11 @@ class Settings(BaseSettings):
     result_ttl: int = Field(
         3600, gt=0, description="Seconds a result returned as bytes is kept in Redis."
     )
+    key_prefix: str = Field(
+        "cutout",
+        description="Prefix of every Redis key of this deployment (job records, events, "
+        "heartbeats, reservations); give each deployment sharing a Redis its own.",
+    )
     # --- folders ---
     inbox: Path = Field(Path("inbox"), description="Folder of inputs (the watch folder).")
     outbox: Path = Field(Path("outbox"), description="Folder of outputs.")
@@ -234,6 +243,13 @@ class Settings(BaseSettings):
             urlsplit(value).port  # noqa: B018 - parsing the port is the check
         except ValueError:
             raise ValueError(f"the port is not a number; accepted: {REDIS_URL_HELP}") from None
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        if not KEY_PREFIX_PATTERN.fullmatch(value):
+            raise ValueError(f"not a key prefix; accepted: {KEY_PREFIX_HELP}")
         return value
 
     @field_validator("redis_ca_file", mode="after")

@@ -67,6 +67,7 @@ class Watcher:
         self.config = config
         self.client = client
         self.redis = client.status.client
+        self.keys = client.status.keys  # one prefix for records, heartbeats and reservations
         self.claims = Claims(config.inbox)
         self.settler = Settler(config.settle_seconds)
         self.ledger = Ledger(config.inbox / LEDGER) if config.on_success == "keep" else None
@@ -90,7 +91,7 @@ class Watcher:
         follower = threading.Thread(target=self._follow, name="cutout-outcomes", daemon=True)
         follower.start()
         name = f"{socket.gethostname()}:{os.getpid()}"
-        presence = Presence(self.redis)
+        presence = Presence(self.redis, prefix=self.keys.prefix)
         keep_beating(presence, "watcher", name, self._presence_info, self.stopping)
         try:
             self.rescan()
@@ -188,6 +189,7 @@ class Watcher:
                 self.config.output_format,
                 self.config.outbox,
                 self.config.record_ttl,
+                keys=self.keys,
             )
         except UNREACHABLE as exc:
             log.warning("%s: claimed, Redis unreachable (%s); will send it later", claim.rel, exc)
@@ -219,6 +221,7 @@ class Watcher:
                 self.config.output_format,
                 self.config.outbox,
                 self.config.record_ttl,
+                keys=self.keys,
             )
 
     # --- outcomes ---
@@ -371,7 +374,7 @@ class Watcher:
 
     def _resend(self, claim: Claim) -> None:
         # Two watchers on one share reconcile the same claims: only one sends it again.
-        if not self.redis.set(f"cutout:resend:{claim.job_id}", "1", nx=True, ex=60):
+        if not self.redis.set(self.keys.resend(claim.job_id), "1", nx=True, ex=60):
             return
         log.info("%s: job %s is gone; sending it again", claim.rel, claim.job_id)
         self._send(claim, self._output_of(claim))

@@ -3,8 +3,8 @@
 An output: `a/b/photo.jpg` -> `a/b/photo.png`; when that name is taken - a file is there, or
 a job in flight has reserved it - `photo (2).png`, then `photo (3).png`, and so on. The same
 name dropped again (cameras repeat `IMG_0001.jpg`) is a new input with an output of its own.
-A reservation is a Redis key per output path (`cutout:output:<path>`), taken with SET NX so
-that two watchers agree, and it expires with the job's record.
+A reservation is a Redis key per output path (`Keys.output`, `<prefix>:output:<path>`), taken
+with SET NX so that two watchers agree, and it expires with the job's record.
 
 Archived inputs (done/) and failed ones (failed/, with their `.error.json`) follow the same
 rule, `candidates`, taken by watcher.claims through open folder handles.
@@ -19,7 +19,8 @@ from pathlib import Path, PurePath
 
 import redis
 
-KEY_PREFIX = "cutout:output:"
+from worker.redisio import Keys
+
 NAME_MAX = 255  # bytes in one name: ext4, XFS, btrfs, NTFS, APFS and SMB shares alike
 MAX_TRIES = 100_000  # names tried before giving up: a folder holding that many is a bug
 
@@ -45,7 +46,9 @@ def candidates(name: str) -> Iterator[str]:
     raise FileExistsError(f"{name}: {MAX_TRIES} names taken in one folder")
 
 
-def output_rel(client: redis.Redis, rel: Path, fmt: str, outbox: Path, ttl: int) -> Path:
+def output_rel(
+    client: redis.Redis, rel: Path, fmt: str, outbox: Path, ttl: int, *, keys: Keys
+) -> Path:
     """The first output name for `rel` that no file holds and no job has reserved; reserved
     now for `ttl` seconds (the life of its job's record)."""
     for name in candidates(rel.with_suffix(f".{fmt}").name):
@@ -53,9 +56,7 @@ def output_rel(client: redis.Redis, rel: Path, fmt: str, outbox: Path, ttl: int)
         path = outbox / out
         if _exists(path):
             continue
-        if client.set(KEY_PREFIX + str(path), rel.as_posix(), nx=True, ex=ttl) and not _exists(
-            path
-        ):
+        if client.set(keys.output(path), rel.as_posix(), nx=True, ex=ttl) and not _exists(path):
             return out
     raise AssertionError("unreachable: candidates() ends by raising")
 

@@ -46,7 +46,10 @@ class Client:
         from worker.app import create_app
 
         status = StatusStore.from_url(
-            settings.status_url, ttl=settings.status_ttl, result_ttl=settings.result_ttl
+            settings.status_url,
+            prefix=settings.key_prefix,
+            ttl=settings.status_ttl,
+            result_ttl=settings.result_ttl,
         )
         return cls(
             create_app(settings),

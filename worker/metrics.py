@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import redis
 
+from worker import redisio
+
 # prometheus_client chooses its multiprocess mode when first imported: set the folder
 # before. One per worker instance (the main process's pid), inherited by its pool.
 MULTIPROC_DIR = os.environ.setdefault(
@@ -75,7 +77,7 @@ class QueueLength(Collector):
             "cutout_queue_length", "Jobs waiting in the queue", labels=["queue"]
         )
         try:
-            with redis.Redis.from_url(self.broker_url, socket_timeout=2) as client:
+            with redisio.client(self.broker_url, redisio.CHECK) as client:
                 gauge.add_metric([self.queue], float(client.llen(self.queue)))
         except redis.RedisError as exc:
             log.warning("queue length unavailable: %s", exc)

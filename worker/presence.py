@@ -13,6 +13,8 @@ from typing import Any
 
 import redis
 
+from worker.redisio import Keys
+
 log = logging.getLogger(__name__)
 
 BEAT_SECONDS = 10.0
@@ -20,21 +22,23 @@ TTL_SECONDS = 30
 
 
 class Presence:
-    def __init__(self, client: redis.Redis, prefix: str = "cutout") -> None:
+    """The heartbeats of one deployment: those under its key prefix."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self.client = client
-        self.prefix = prefix
+        self.keys = Keys(prefix)
 
     def beat(self, kind: str, name: str, info: dict[str, Any]) -> None:
         record = {**info, "name": name, "kind": kind, "time": time.time()}
-        self.client.set(f"{self.prefix}:presence:{kind}:{name}", json.dumps(record), ex=TTL_SECONDS)
+        self.client.set(self.keys.presence(kind, name), json.dumps(record), ex=TTL_SECONDS)
 
     def alive(self, kind: str) -> list[dict[str, Any]]:
-        keys = sorted(self.client.scan_iter(match=f"{self.prefix}:presence:{kind}:*", count=500))
+        keys = sorted(self.client.scan_iter(match=self.keys.presence_pattern(kind), count=500))
         values = self.client.mget(keys) if keys else []
         return [json.loads(v) for v in values if v is not None]
 
     def forget(self, kind: str, name: str) -> None:
-        self.client.delete(f"{self.prefix}:presence:{kind}:{name}")
+        self.client.delete(self.keys.presence(kind, name))
 
 
 def keep_beating(

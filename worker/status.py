@@ -1,21 +1,13 @@
 """Job records and events in Redis: what `cutout status` shows and other applications read.
 
-Keys (prefix "cutout" by default); every value is plain JSON, readable from any language:
-
-    {prefix}:job:{id}         hash, one field per JobRecord field; expires `ttl` after a change
-    {prefix}:jobs             sorted set of job ids scored by creation time (for listing)
-    {prefix}:events           stream, one entry per change: id, state, record; capped near 10,000
-    {prefix}:running:{id}     set while an attempt runs; left behind when its worker died
-    {prefix}:crashes:{id}     attempts whose worker died (poison-image guard)
-    {prefix}:result:{id}      output bytes of a job that returns them; expires `result_ttl`
-
-Redis errors propagate: the caller decides whether to retry.
+The keys (record, index, event stream, running marks, crash counts, results), their types
+and lifetimes are listed in worker.redisio. Every value is plain JSON, readable from any
+language. Redis errors propagate: the caller decides whether to retry.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -23,28 +15,21 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.client import Pipeline
-from redis.retry import Retry
 from redis.typing import EncodableT
 
+from worker import redisio
 from worker.jobs import FINAL_STATES, JobRecord, State
+
+# Re-exported: worker.app sizes Celery's result-backend retries with these.
+from worker.redisio import OUTAGE_BACKOFF_CAP as OUTAGE_BACKOFF_CAP  # noqa: PLC0414
+from worker.redisio import outage_retries as outage_retries  # noqa: PLC0414
 
 EVENTS_MAXLEN = 10_000
 EVENTS_BATCH = 100
 RECORD_FIELDS = frozenset(JobRecord.model_fields)
 # Kept by the store alone, so that every writer agrees on when and how often a job ran.
 MANAGED_FIELDS = frozenset({"id", "state", "attempts", "created", "started", "finished"})
-# A blocking XREAD must return before the socket gives up on it.
-SOCKET_TIMEOUT = 30.0
-CONNECT_TIMEOUT = 5.0
-OUTAGE_BACKOFF_CAP = 2.0  # seconds between tries once an outage has lasted a while
-
-
-def outage_retries(seconds: float) -> int:
-    """Retries that, at OUTAGE_BACKOFF_CAP apart, span about `seconds`."""
-    return max(1, math.ceil(seconds / OUTAGE_BACKOFF_CAP))
-
 
 RawHash = Mapping[bytes | str, bytes | str]
 
@@ -56,47 +41,35 @@ class StatusStore:
     """
 
     def __init__(
-        self, client: redis.Redis, *, ttl: int, result_ttl: int = 3600, prefix: str = "cutout"
+        self, client: redis.Redis, *, prefix: str, ttl: int, result_ttl: int = 3600
     ) -> None:
         if ttl <= 0 or result_ttl <= 0:
             raise ValueError(f"ttl and result_ttl must be positive, not {ttl} and {result_ttl}")
         self.client = client
+        self.keys = redisio.Keys(prefix)
         self.ttl = ttl
         self.result_ttl = result_ttl
-        self.prefix = prefix
-        self._index = f"{prefix}:jobs"
-        self._events = f"{prefix}:events"
 
     @classmethod
     def from_url(
         cls,
         url: str,
         *,
+        prefix: str,
         ttl: int,
         result_ttl: int = 3600,
-        prefix: str = "cutout",
         outage_wait: float = 0.0,
     ) -> StatusStore:
-        """A store on its own client. Bytes responses (results are binary).
+        """A store on its own client (redisio.SERVICE timeouts).
 
-        By default one immediate retry survives a pooled connection the server dropped, and
-        an outage reaches the caller at once (the watcher and the CLI say so and go on).
-        `outage_wait` > 0 keeps retrying a lost connection for about that many seconds
-        instead: a worker whose job is done waits for Redis to come back rather than lose
-        the job's record (and, through the failure, its message).
+        By default an outage reaches the caller at once (the watcher and the CLI say so and
+        go on). `outage_wait` > 0 keeps retrying a lost connection for about that many
+        seconds instead: a worker whose job is done waits for Redis to come back rather than
+        lose the job's record (and, through the failure, its message).
         """
-        retry = (
-            Retry(ExponentialBackoff(cap=OUTAGE_BACKOFF_CAP, base=0.1), outage_retries(outage_wait))
-            if outage_wait > 0
-            else Retry(NoBackoff(), 1)
-        )
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            retry=retry,
-        )
-        return cls(client, ttl=ttl, result_ttl=result_ttl, prefix=prefix)
+        retry = redisio.outage_retry(outage_wait)
+        client = redisio.client(url, redisio.SERVICE, retry=retry)
+        return cls(client, prefix=prefix, ttl=ttl, result_ttl=result_ttl)
 
     def close(self) -> None:
         self.client.close()
@@ -131,7 +104,7 @@ class StatusStore:
         self, job_id: str, state: State, fields: Mapping[str, Any], only_from: State | None
     ) -> JobRecord | None:
         _check_fields(fields)
-        key = self._job_key(job_id)
+        key = self.keys.job(job_id)
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -163,12 +136,12 @@ class StatusStore:
         # Only the changed fields are written, so nothing another writer set is lost.
         pipe.hset(key, mapping=_encode(record, changed))
         pipe.expire(key, self.ttl)
-        pipe.zadd(self._index, {job_id: (record.created or now).timestamp()})
+        pipe.zadd(self.keys.jobs, {job_id: (record.created or now).timestamp()})
         # Entries older than the ttl point (almost always) at expired records.
-        pipe.zremrangebyscore(self._index, "-inf", now.timestamp() - self.ttl)
-        pipe.expire(self._index, self.ttl)
+        pipe.zremrangebyscore(self.keys.jobs, "-inf", now.timestamp() - self.ttl)
+        pipe.expire(self.keys.jobs, self.ttl)
         pipe.xadd(
-            self._events,
+            self.keys.events,
             {"id": job_id, "state": state, "record": record.model_dump_json()},
             maxlen=EVENTS_MAXLEN,
             approximate=True,
@@ -176,7 +149,7 @@ class StatusStore:
         return record
 
     def get(self, job_id: str) -> JobRecord | None:
-        key = self._job_key(job_id)
+        key = self.keys.job(job_id)
         raw = self.client.hgetall(key)
         return _record(key, raw) if raw else None
 
@@ -186,22 +159,22 @@ class StatusStore:
         start = 0
         page = limit if state is None else max(limit, 100)
         while len(found) < limit:
-            ids = _ids(self.client.zrevrange(self._index, start, start + page - 1))
+            ids = _ids(self.client.zrevrange(self.keys.jobs, start, start + page - 1))
             if not ids:
                 break
             records = self._get_many(ids)
             expired = [job_id for job_id, rec in zip(ids, records, strict=True) if rec is None]
             if expired:
-                self.client.zrem(self._index, *expired)
+                self.client.zrem(self.keys.jobs, *expired)
             found += [r for r in records if r is not None and state in (None, r.state)]
             start += len(ids) - len(expired)
         return found[:limit]
 
     def find(self, id_prefix: str, limit: int = 10) -> list[str]:
         """Ids in the index that start with `id_prefix` (the short ids `cutout status` shows)."""
-        pattern = _glob_escape(id_prefix) + "*"
+        pattern = redisio.glob_escape(id_prefix) + "*"
         ids: list[str] = []
-        for member, _score in self.client.zscan_iter(self._index, match=pattern):
+        for member, _score in self.client.zscan_iter(self.keys.jobs, match=pattern):
             ids.append(_text(member))
             if len(ids) >= limit:
                 break
@@ -217,7 +190,7 @@ class StatusStore:
         The stream position and the first look at the job are taken by this call, not at
         the first next(), so a change made right after the call is never missed.
         An unknown job is waited for: it may not be queued yet.
-        `block_ms` must stay below the client's socket timeout (30 s with from_url).
+        `block_ms` must stay below the client's read timeout (redisio.SERVICE with from_url).
         """
         after = self.stream_position()
         if job_id is not None:
@@ -244,7 +217,7 @@ class StatusStore:
     ) -> tuple[bytes | str, list[JobRecord]]:
         """One read of the event stream: the records after position `after` (waiting up
         to block_ms for some), and the position to read from next time."""
-        reply = self.client.xread({self._events: after}, count=EVENTS_BATCH, block=block_ms)
+        reply = self.client.xread({self.keys.events: after}, count=EVENTS_BATCH, block=block_ms)
         records = []
         for entry_id, fields in _entries(reply):
             after = entry_id
@@ -253,7 +226,7 @@ class StatusStore:
 
     def stream_position(self) -> bytes | str:
         """The position of the newest event: reading from it gives only what comes next."""
-        last = self.client.xrevrange(self._events, count=1)
+        last = self.client.xrevrange(self.keys.events, count=1)
         return last[0][0] if last and last[0][0] is not None else b"0-0"
 
     # --- deliveries and results ---
@@ -265,8 +238,8 @@ class StatusStore:
         killed (a poison image, the OOM killer) leaves it behind, and the next delivery
         counts it.
         """
-        running = f"{self.prefix}:running:{job_id}"
-        crashes = f"{self.prefix}:crashes:{job_id}"
+        running = self.keys.running(job_id)
+        crashes = self.keys.crashes(job_id)
         if self.client.exists(running):
             with self.client.pipeline(transaction=True) as pipe:
                 pipe.incr(crashes)
@@ -276,30 +249,22 @@ class StatusStore:
         return int(self.client.get(crashes) or 0)
 
     def end_attempt(self, job_id: str) -> None:
-        self.client.delete(f"{self.prefix}:running:{job_id}")
+        self.client.delete(self.keys.running(job_id))
 
     def store_result(self, job_id: str, data: bytes) -> None:
-        self.client.set(self._result_key(job_id), data, ex=self.result_ttl)
+        self.client.set(self.keys.result(job_id), data, ex=self.result_ttl)
 
     def fetch_result(self, job_id: str) -> bytes | None:
-        data = self.client.get(self._result_key(job_id))
+        data = self.client.get(self.keys.result(job_id))
         return data.encode() if isinstance(data, str) else data
-
-    # --- keys ---
-
-    def _job_key(self, job_id: str) -> str:
-        return f"{self.prefix}:job:{job_id}"
-
-    def _result_key(self, job_id: str) -> str:
-        return f"{self.prefix}:result:{job_id}"
 
     def _get_many(self, ids: list[str]) -> list[JobRecord | None]:
         with self.client.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hgetall(self._job_key(job_id))
+                pipe.hgetall(self.keys.job(job_id))
             raws: list[RawHash] = pipe.execute()
         return [
-            _record(self._job_key(job_id), raw) if raw else None
+            _record(self.keys.job(job_id), raw) if raw else None
             for job_id, raw in zip(ids, raws, strict=True)
         ]
 
@@ -363,10 +328,6 @@ def _text(value: bytes | str) -> str:
 
 def _ids(members: Iterable[Any]) -> list[str]:
     return [_text(member) for member in members]
-
-
-def _glob_escape(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def _block_for(block_ms: int, deadline: float | None) -> int | None:

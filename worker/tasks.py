@@ -85,7 +85,7 @@ class _ProcessState:
             "fell_back": session.fell_back,
             "load_seconds": round(time.monotonic() - started, 3),
         }
-        presence = Presence(self.status().client)
+        presence = Presence(self.status().client, prefix=settings.key_prefix)
         keep_beating(presence, "worker", f"{self.hostname}:{os.getpid()}", lambda: info, self.stop)
 
     def status(self) -> StatusStore:
@@ -96,6 +96,7 @@ class _ProcessState:
                 # Redis as long as a job may run at all.
                 self._status = StatusStore.from_url(
                     settings.status_url,
+                    prefix=settings.key_prefix,
                     ttl=settings.status_ttl,
                     result_ttl=settings.result_ttl,
                     outage_wait=settings.task_time_limit,

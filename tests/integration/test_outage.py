@@ -75,7 +75,7 @@ def test_a_redis_restart_loses_no_job(
     (worker.folders["inbox"] / "direct.jpg").write_bytes(photo)
     worker.start(concurrency=2)
     watcher = start_watcher(worker, folders)
-    store = StatusStore.from_url(f"{server.url}/0", ttl=3600)
+    store = StatusStore.from_url(f"{server.url}/0", prefix="cutout", ttl=3600)
     try:
         # Another app, with plain Celery: no import of this project.
         app = Celery(broker=f"{server.url}/0")
@@ -109,7 +109,9 @@ def test_a_redis_restart_loses_no_job(
         watcher.stop()
         worker.stop()
         store.close()
-    found = states(store_again := StatusStore.from_url(f"{server.url}/0", ttl=3600))
+    found = states(
+        store_again := StatusStore.from_url(f"{server.url}/0", prefix="cutout", ttl=3600)
+    )
     store_again.close()
     assert [found[job_id] for job_id in direct] == ["succeeded"] * JOBS
     assert sorted(p.name for p in (worker.folders["outbox"] / "direct").iterdir()) == sorted(

@@ -82,7 +82,7 @@ def test_update_creates_then_merges_fields_and_sets_timestamps(store: StatusStor
 def test_hash_holds_one_json_field_per_record_field(store: StatusStore) -> None:
     job = new_id()
     store.update(job, "queued", input="a.jpg")
-    raw = store.client.hgetall(f"{store.prefix}:job:{job}")
+    raw = store.client.hgetall(f"{store.keys.prefix}:job:{job}")
     assert {k.decode() for k in raw} == set(JobRecord.model_fields)
     assert json.loads(raw[b"input"]) == "a.jpg"
     assert json.loads(raw[b"output"]) is None
@@ -91,7 +91,7 @@ def test_hash_holds_one_json_field_per_record_field(store: StatusStore) -> None:
 def test_update_keeps_fields_another_writer_set(store: StatusStore) -> None:
     job = new_id()
     store.update(job, "queued", input="a.jpg")
-    store.client.hset(f"{store.prefix}:job:{job}", "worker", json.dumps("other-host"))
+    store.client.hset(f"{store.keys.prefix}:job:{job}", "worker", json.dumps("other-host"))
     record = store.update(job, "started", model="u2net")
     assert (record.worker, record.model, record.input) == ("other-host", "u2net", "a.jpg")
 
@@ -101,7 +101,7 @@ def test_concurrent_writers_lose_no_start(redis_url: str, store: StatusStore) ->
     store.update(job, "queued")
 
     def start_many(worker: str) -> None:
-        with StatusStore.from_url(redis_url, ttl=TTL, prefix=store.prefix) as own:
+        with StatusStore.from_url(redis_url, ttl=TTL, prefix=store.keys.prefix) as own:
             for _ in range(25):
                 own.update(job, "started", worker=worker)
 
@@ -132,7 +132,7 @@ def test_attempts_count_each_start(store: StatusStore) -> None:
 def test_keys_expire(store: StatusStore) -> None:
     job = new_id()
     store.update(job, "queued")
-    for key in (f"{store.prefix}:job:{job}", f"{store.prefix}:jobs"):
+    for key in (f"{store.keys.prefix}:job:{job}", f"{store.keys.prefix}:jobs"):
         assert 0 < store.client.ttl(key) <= TTL
 
 
@@ -140,7 +140,7 @@ def test_every_update_is_an_event(store: StatusStore) -> None:
     job = new_id()
     store.update(job, "queued", input="a.jpg")
     store.update(job, "started")
-    entries = store.client.xrange(f"{store.prefix}:events")
+    entries = store.client.xrange(f"{store.keys.prefix}:events")
     assert [e[b"state"] for _, e in entries] == [b"queued", b"started"]
     assert {e[b"id"].decode() for _, e in entries} == {job}
     assert JobRecord.model_validate_json(entries[-1][1][b"record"]).input == "a.jpg"
@@ -170,10 +170,10 @@ def test_recent_drops_expired_entries_from_the_index(store: StatusStore) -> None
     kept, expired = new_id(), new_id()
     store.update(kept, "queued")
     store.update(expired, "queued")
-    store.client.delete(f"{store.prefix}:job:{expired}")  # what the ttl does, only sooner
+    store.client.delete(f"{store.keys.prefix}:job:{expired}")  # what the ttl does, only sooner
 
     assert [r.id for r in store.recent()] == [kept]
-    assert store.client.zscore(f"{store.prefix}:jobs", expired) is None
+    assert store.client.zscore(f"{store.keys.prefix}:jobs", expired) is None
 
 
 def test_find_matches_short_ids(store: StatusStore) -> None:
@@ -235,7 +235,7 @@ def test_attempts_that_never_ended_are_counted_as_crashes(store: StatusStore) ->
     # no end_attempt: the worker died; every next delivery sees one more crash
     assert store.begin_attempt(job) == 1
     assert store.begin_attempt(job) == 2
-    assert 0 < store.client.ttl(f"{store.prefix}:crashes:{job}") <= TTL
+    assert 0 < store.client.ttl(f"{store.keys.prefix}:crashes:{job}") <= TTL
 
 
 def test_result_bytes_round_trip_and_expire(store: StatusStore) -> None:
@@ -243,7 +243,7 @@ def test_result_bytes_round_trip_and_expire(store: StatusStore) -> None:
     data = bytes(range(256)) * 4
     store.store_result(job, data)
     assert store.fetch_result(job) == data
-    assert 0 < store.client.ttl(f"{store.prefix}:result:{job}") <= RESULT_TTL
+    assert 0 < store.client.ttl(f"{store.keys.prefix}:result:{job}") <= RESULT_TTL
     assert store.fetch_result(new_id()) is None
 
 
@@ -255,7 +255,7 @@ def cli_store(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Statu
     """The store `cutout status` reads (default prefix); only this test's jobs are removed."""
     monkeypatch.setenv("CUTOUT_RESULT_BACKEND", redis_url)
     made: list[str] = []
-    with StatusStore.from_url(redis_url, ttl=TTL) as s:
+    with StatusStore.from_url(redis_url, prefix="cutout", ttl=TTL) as s:
         original = s.update
 
         def update(job_id: str, state: State, **fields: object) -> JobRecord:

@@ -79,7 +79,7 @@ def load(data: bytes | Path) -> Image.Image:
 
 def job_states(client: Client, job_id: str) -> list[str]:
     """The job's state changes, in order, as published on the event stream."""
-    entries = client.status.client.xrange(f"{client.status.prefix}:events")
+    entries = client.status.client.xrange(f"{client.status.keys.prefix}:events")
     return [
         fields[b"state"].decode().strip('"')
         for _, fields in entries

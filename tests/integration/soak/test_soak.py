@@ -207,7 +207,7 @@ class Soak:
         assert not [p for p in folders.outbox.rglob(".*") if p.is_file()]
         assert not list((folders.inbox / ".cutout-claims").glob("*"))
         assert not [p for p in folders.inbox.rglob("*") if p.is_file() and p.name[0] != "."]
-        with StatusStore.from_url(f"{self.redis.url}/0", ttl=3600) as store:
+        with StatusStore.from_url(f"{self.redis.url}/0", prefix="cutout", ttl=3600) as store:
             stuck = [r for r in store.recent(limit=10 * FILES) if not r.done]
             direct = {job_id: store.get(job_id) for job_id in self.direct}
         assert not stuck, stuck[:3]

@@ -156,3 +156,17 @@ def test_no_value_of_any_setting_is_a_traceback(
             load_settings()
         except SettingsError as refused:
             assert f"CUTOUT_{field.upper()}=" in str(refused), (field, value)
+
+
+@pytest.mark.parametrize("prefix", ["", "a:b", "jobs*", "x" * 65, "café"])
+def test_bad_key_prefix_names_the_variable_and_what_is_accepted(prefix: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(key_prefix=prefix)
+    assert "CUTOUT_KEY_PREFIX" in str(caught.value)
+    assert "1 to 64 characters among ASCII letters, digits, _ . and -" in str(caught.value)
+
+
+def test_key_prefix_default_and_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().key_prefix == "cutout"
+    monkeypatch.setenv("CUTOUT_KEY_PREFIX", "shop-2.eu_west")
+    assert load_settings().key_prefix == "shop-2.eu_west"
