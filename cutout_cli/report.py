@@ -26,8 +26,8 @@ from cutout.report import (
 )
 from cutout.specs import REFINE_HELP, REFINE_MODES, TRANSPARENT
 from cutout_cli.common import EXIT_FAILED, echo_err, fail, get_settings, reporting
-from cutout_cli.p import IMAGE_SUFFIXES
 from settings import Settings, engine
+from worker.naming import IMAGE_SUFFIXES
 
 
 def make_remover(

@@ -26,11 +26,11 @@ from watcher.claims import ERROR_SUFFIX, Claim, Claims, InboxRefused, write_erro
 from watcher.detect import Seen, scan, start_observer
 from watcher.ledger import Ledger
 from watcher.metrics import WatcherMetrics
-from watcher.names import output_rel
 from watcher.rules import LEDGER
 from watcher.settle import Hint, Settler, open_for_writing
 from worker.client import Client
 from worker.jobs import INPUT_NAME_MAX, JobError, JobRecord
+from worker.naming import output_rel
 from worker.paths import PathRefused
 from worker.presence import Presence, keep_beating
 

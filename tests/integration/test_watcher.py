@@ -25,8 +25,8 @@ from tests.conftest import CAT
 from tests.redis_server import free_port
 from tests.service import WatchFolders, Worker, make_worker, start_watcher
 from watcher.daemon import WatchConfig, Watcher
-from watcher.names import fit_name
 from worker.client import Client
+from worker.naming import fit_name
 
 
 @pytest.fixture(scope="module")
