@@ -3,7 +3,7 @@ the watch folder, the task's default output and `cutout submit --wait`.
 
 An output mirrors its input: `a/b/photo.jpg` -> `a/b/photo.png` (the output format's
 extension). When that name is taken, `photo (2).png`, then `photo (3).png`, and so on, each
-fitted to the file system's NAME_MAX bytes (`fit_name`). Who decides what "taken" means:
+fitted to the file system's NAME_MAX bytes (`fit_name`). What counts as taken, by caller:
 - `batch` (`cutout p`): given to an earlier input of the same run, the inputs in sorted
   order, so that `a.jpg` and `a.png` in one folder give `a.png` and `a (2).png`, the same on
   every run: a second run replaces its own earlier outputs.
