@@ -40,8 +40,8 @@ from cutout.models import MODELS  # noqa: E402
 from cutout.options import REFINE_MODES  # noqa: E402
 from cutout.report import Panel, Row, find_pairs, load_truth, over_checkerboard, render  # noqa: E402
 from cutout.session import Session  # noqa: E402
-from cutout_cli.p import IMAGE_SUFFIXES  # noqa: E402
 from settings import engine, load_settings  # noqa: E402
+from worker.naming import IMAGE_SUFFIXES  # noqa: E402
 
 DEFAULT_SET = REPO.parent / "shared" / "evalsets" / "pascal_s"
 DEFAULT_OUT = REPO / "bench" / "out" / "quality"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,12 +21,9 @@ from cutout.pipeline import Remover, output_format
 from cutout.session import default_threads, usable_cores
 from cutout_cli.common import EXIT_FAILED, echo_err, get_settings, reporting
 from cutout_cli.options import build_remover, collect, removal_options
+from worker.naming import IMAGE_SUFFIX_LIST, batch, is_image
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-)
 
 
 @dataclass(frozen=True)
@@ -35,28 +32,28 @@ class Job:
     target: Path
 
 
-def find_images(root: Path, exclude: Path) -> Iterator[Path]:
-    """Image files under root, sorted, skipping hidden entries and the output tree."""
+def find_files(root: Path, exclude: Path) -> tuple[list[Path], int]:
+    """The images under root (worker.naming.is_image), sorted, and how many other files
+    were skipped; hidden entries and the output tree are left out unseen."""
+    images, others = [], 0
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             continue
         if path.is_relative_to(exclude) or not path.is_file():
             continue
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            yield path
+        if is_image(path):
+            images.append(path)
+        else:
+            others += 1
+    return images, others
 
 
 def plan(sources: list[Path], in_dir: Path, out_dir: Path, fmt: str) -> list[Job]:
-    """Mirror the tree; inputs that share a stem in one folder keep their extension too,
-    so `a.jpg` and `a.png` never write the same output."""
-    stems = Counter(source.with_suffix("") for source in sources)
-    jobs = []
-    for source in sources:
-        rel = source.relative_to(in_dir)
-        name = rel.name if stems[source.with_suffix("")] > 1 else rel.stem
-        jobs.append(Job(source, out_dir / rel.parent / f"{name}.{fmt}"))
-    return jobs
+    """Mirror the tree, outputs named by worker.naming.batch: `a.jpg` and `a.png` in one
+    folder give `a.png` and `a (2).png`, the same names on every run."""
+    named = batch((source.relative_to(in_dir) for source in sources), fmt)
+    return [Job(source, out_dir / named[source.relative_to(in_dir)]) for source in sources]
 
 
 def lanes_for(cores: int) -> int:
@@ -104,17 +101,21 @@ def run_jobs(
                 future.cancel()
 
 
-@click.command("p")
+HELP = f"""Remove the background of every image under INPUT_DIR into OUTPUT_DIR.
+
+Subfolders are mirrored; two inputs that would share an output name (a.jpg, a.png) get
+a.png and a (2).png. Images are the files whose names end in
+{" ".join(IMAGE_SUFFIX_LIST)} (any case); other files are counted and skipped.
+A file that fails is reported and skipped; the exit code is 1 when any failed.
+"""
+
+
+@click.command("p", help=HELP)
 @click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
 @removal_options
 @click.pass_context
 def p_command(ctx: click.Context, /, input_dir: Path, output_dir: Path, **params: Any) -> None:
-    """Remove the background of every image under INPUT_DIR into OUTPUT_DIR.
-
-    Subfolders are mirrored. A file that fails is reported and skipped; the exit code is
-    1 when any failed.
-    """
     settings = get_settings(ctx)
     given = collect(params)
     lanes = lanes_for(usable_cores())
@@ -124,7 +125,8 @@ def p_command(ctx: click.Context, /, input_dir: Path, output_dir: Path, **params
         fmt = output_format(None, given.get("format"), settings.output_format)
         remover = build_remover(per_lane, given)
     in_dir, out_dir = input_dir.resolve(), output_dir.resolve()
-    jobs = plan(list(find_images(in_dir, out_dir)), in_dir, out_dir, fmt)
+    images, skipped = find_files(in_dir, out_dir)
+    jobs = plan(images, in_dir, out_dir, fmt)
     started = time.monotonic()
     failed = 0
     with tqdm(total=len(jobs), unit="img", desc="cutout", disable=None, leave=False) as bar:
@@ -136,7 +138,14 @@ def p_command(ctx: click.Context, /, input_dir: Path, output_dir: Path, **params
     elapsed = time.monotonic() - started
     echo_err(
         f"{len(jobs) - failed} done, {failed} failed, of {len(jobs)} images "
-        f"in {elapsed:.1f} s -> {out_dir}"
+        f"in {elapsed:.1f} s -> {out_dir}{_skipped(skipped)}"
     )
     if failed:
         ctx.exit(EXIT_FAILED)
+
+
+def _skipped(count: int) -> str:
+    """The files that are not images, counted so that none goes missing unexplained."""
+    if not count:
+        return ""
+    return f"; {count} file{'s' if count > 1 else ''} skipped: not an image by name"

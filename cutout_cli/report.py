@@ -27,8 +27,8 @@ from cutout.report import (
 )
 from cutout_cli.common import EXIT_FAILED, echo_err, fail, get_settings, reporting
 from cutout_cli.options import collect, option_flags
-from cutout_cli.p import IMAGE_SUFFIXES
 from settings import Settings, engine
+from worker.naming import IMAGE_SUFFIXES
 
 # What changes the mask; the rest (background, crop, encoding) is fixed by the page.
 REPORT_OPTIONS = tuple(

@@ -14,6 +14,7 @@ from cutout.options import JOB_OPTIONS
 from cutout_cli.common import EXIT_FAILED, get_settings, redis_errors, reporting
 from cutout_cli.options import collect, job_options
 from settings import Settings
+from worker.naming import output_name, write_new
 
 
 def under_roots(path: Path, settings: Settings) -> bool:
@@ -58,7 +59,8 @@ def submit_command(
     """Enqueue FILES as cutout.remove jobs and print their ids.
 
     A file under the service's folders is sent by path; any other file is sent inline
-    (base64) and, with --wait, its result is written to --output-dir.
+    (base64) and, with --wait, its result is written to --output-dir under a free name
+    (photo.png, else photo (2).png, ...): never over an earlier result.
     """
     settings = get_settings(ctx)
     from worker.client import Client
@@ -81,9 +83,8 @@ def submit_command(
             result = client.wait(job_id, timeout)
             record = result.record
             if result.data is not None:
-                target = _inline_target(file, output_dir or settings.outbox, opts, settings)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_atomic(target, result.data, like=file)
+                folder = output_dir or settings.outbox
+                target = _write_inline(file, result.data, folder, _format(opts, settings))
                 record = record.model_copy(update={"output": str(target)})
             failed += record.state == "failed"
             line = f"{job_id}  {record.state}  {record.output or record.error or ''}"
@@ -98,9 +99,19 @@ def _submit(client: Any, file: Path, settings: Settings, opts: dict[str, Any]) -
     return str(client.submit_bytes(file.read_bytes(), name=file.name, **opts))
 
 
-def _inline_target(file: Path, folder: Path, opts: dict[str, Any], settings: Settings) -> Path:
-    fmt = {"jpeg": "jpg"}.get(opts.get("format", ""), opts.get("format") or settings.output_format)
-    return folder / f"{file.stem}.{fmt}"
+def _format(opts: dict[str, Any], settings: Settings) -> str:
+    return {"jpeg": "jpg"}.get(opts.get("format", ""), opts.get("format") or settings.output_format)
+
+
+def _write_inline(file: Path, data: bytes, folder: Path, fmt: str) -> Path:
+    """The result of a file sent inline, under the first free name in `folder` (`photo.png`,
+    `photo (2).png`, ...): an earlier result, or any other file, is never replaced."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_new(
+        folder,
+        output_name(file.name, fmt),
+        lambda target: write_atomic(target, data, like=file, replace=False),
+    )
 
 
 def _print(as_json: bool, record: dict[str, Any], line: str) -> None:

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from watcher.names import candidates, fit_name
 from watcher.rules import CLAIMS
+from worker.naming import candidates, fit_name
 from worker.paths import PathRefused, output_folder
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class Claims:
         self, claim: Claim, folder: Path, rel: Path | None = None, beside: str = ""
     ) -> Path | None:
         """Move the claimed file to `folder` at `rel` (default: its place in the inbox),
-        under the first name there that holds no file (names.candidates; with `beside`,
+        under the first name there that holds no file (worker.naming.candidates; with `beside`,
         whose companion is free too): an archive is never replaced. None if the file is
         already gone (another watcher handled the same outcome). PathRefused when a folder
         on either side is a symlink."""

@@ -26,11 +26,11 @@ from watcher.claims import ERROR_SUFFIX, Claim, Claims, InboxRefused, write_erro
 from watcher.detect import Seen, scan, start_observer
 from watcher.ledger import Ledger
 from watcher.metrics import WatcherMetrics
-from watcher.names import output_rel
 from watcher.rules import LEDGER
 from watcher.settle import Hint, Settler, open_for_writing
 from worker.client import Client
 from worker.jobs import INPUT_NAME_MAX, JobError, JobRecord
+from worker.naming import is_image, not_an_image, output_rel
 from worker.paths import PathRefused
 from worker.presence import Presence, keep_beating
 
@@ -177,9 +177,8 @@ class Watcher:
             return  # another watcher took it
         self.active[claim.job_id] = claim
         self.metrics.claimed.inc()
-        if not _utf8(claim.rel):
-            # Neither Redis nor a JSON job can carry such a name: it fails here, alone.
-            reason = f"{claim.rel}: the file name is not valid UTF-8; rename the file"
+        reason = _refusal(claim.rel)
+        if reason is not None:  # it fails here, alone, before a name is reserved for it
             self.finish(_failure(claim.job_id, reason))
             return
         try:
@@ -198,6 +197,10 @@ class Watcher:
         self._send(claim, out)
 
     def _send(self, claim: Claim, out: Path) -> None:
+        reason = _refusal(claim.rel)
+        if reason is not None:  # a claim left by a run that could not fail it: same verdict
+            self.finish(_failure(claim.job_id, reason))
+            return
         try:
             self.client.submit(
                 claim.path,
@@ -403,6 +406,15 @@ def _signature(path: Path) -> str | None:
     except OSError:
         return None
     return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def _refusal(rel: Path) -> str | None:
+    """Why no job is sent for a claimed file (it fails here instead); None if one is."""
+    if not _utf8(rel):  # neither Redis nor a JSON job can carry such a name
+        return f"{rel}: the file name is not valid UTF-8; rename the file"
+    if not is_image(rel):  # the rule `cutout p` follows: the same files, the same verdict
+        return not_an_image(rel)
+    return None
 
 
 def _utf8(path: Path) -> bool:

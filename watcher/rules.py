@@ -1,4 +1,9 @@
-"""Which files in the inbox are inputs, and which are someone's work in progress."""
+"""Which files in the inbox are inputs, and which are someone's work in progress.
+
+An input need not be an image: whether it is (worker.naming.is_image, the rule `cutout p`
+follows too) is decided once it has settled and been claimed, so that a file that is not
+ends in the failed folder with its reason instead of lying in the inbox unexplained.
+"""
 
 from __future__ import annotations
 

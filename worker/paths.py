@@ -82,13 +82,6 @@ def input_file(raw: str, base: Path, roots: Sequence[Path]) -> Path:
     return path
 
 
-def mirrored_output(source: Path, inbox: Path, outbox: Path, fmt: str) -> Path:
-    """`INBOX/a/b/photo.jpg` -> `OUTBOX/a/b/photo.<fmt>`; a file elsewhere goes to the top."""
-    real_inbox = Path(os.path.realpath(inbox))
-    rel = source.relative_to(real_inbox) if source.is_relative_to(real_inbox) else Path(source.name)
-    return outbox / rel.with_suffix(f".{fmt}")
-
-
 def output_file(
     raw: str, outbox: Path, roots: Sequence[Path], *, archives: Sequence[Path] = ()
 ) -> Path:

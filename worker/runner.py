@@ -15,10 +15,10 @@ from cutout.options import RemovalOptions, merged
 from cutout.pipeline import Remover, output_format
 from cutout.session import Session
 from settings import Settings, engine
+from worker import naming
 from worker.jobs import JobError, RemoveJob
 from worker.paths import (
     input_file,
-    mirrored_output,
     open_input,
     output_file,
     output_folder,
@@ -111,7 +111,7 @@ class JobRunner:
         if job.output_path is not None:
             return output_file(job.output_path, settings.outbox, settings.roots, archives=archives)
         if isinstance(source, Path) and not job.return_bytes:
-            mirrored = mirrored_output(source, settings.inbox, settings.outbox, fmt)
+            mirrored = naming.mirrored(source, settings.inbox, fmt)
             # Confined like any output path: a folder in the outbox may be a symlink.
             return output_file(str(mirrored), settings.outbox, settings.roots, archives=archives)
         return None

@@ -133,8 +133,10 @@ def test_cutout_submit_writes_an_inline_result_like_its_input(
         cli, ["submit", str(source), "--wait", "-o", str(tmp_path / "got")], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
-    got = tmp_path / "got" / "cat.png"
+    # A symlink holds its name like any file: left as it is, the result beside it.
+    got = tmp_path / "got" / "cat (2).png"
     assert not got.is_symlink() and access(got) == (0o640, GROUP)
+    assert (tmp_path / "got" / "cat.png").is_symlink()
     assert victim.read_text() == "must survive"
 
 

@@ -25,8 +25,8 @@ from tests.conftest import CAT
 from tests.redis_server import free_port
 from tests.service import WatchFolders, Worker, make_worker, start_watcher
 from watcher.daemon import WatchConfig, Watcher
-from watcher.names import fit_name
 from worker.client import Client
+from worker.naming import fit_name
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +286,9 @@ def test_broken_input_goes_to_failed_with_its_reason(worker: Worker, folders: Wa
         with Client.from_settings(worker.settings) as client:
             record = client.status.get(note["job_id"])
         assert record is not None and record.input == "sub/broken.jpg"
+        # Not an image by its name: failed by the watcher itself, saying which names are.
+        text = json.loads((folders.failed / "notes.txt.error.json").read_text())
+        assert text["error"].startswith("notes.txt: not an image (accepted names end in .jpg")
     finally:
         watcher.stop()
 

@@ -449,6 +449,14 @@ def test_cutout_submit_by_path_and_inline(worker: Worker, tmp_path: Path) -> Non
     assert records[0]["output"] == str(worker.folders["outbox"] / "cli" / "dog.png")
     assert records[1]["output"] == str(tmp_path / "got" / "dog.png")
     assert load(tmp_path / "got" / "dog.png").mode == "RGBA"
+    # Sent again: the earlier result stays, the new one takes the next free name.
+    earlier = (tmp_path / "got" / "dog.png").read_bytes()
+    again = CliRunner().invoke(
+        cli, ["submit", str(outside), "--wait", "--json", "-o", str(tmp_path / "got")]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["output"] == str(tmp_path / "got" / "dog (2).png")
+    assert (tmp_path / "got" / "dog.png").read_bytes() == earlier
 
 
 @pytest.mark.usefixtures("worker_env")
