@@ -13,6 +13,7 @@ from watcher.daemon import WatchConfig, Watcher
 from watcher.detect import scan
 from worker.client import Client
 from worker.naming import IMAGE_SUFFIX_LIST
+from worker.redisio import Keys
 
 NAMES = ["a.JPG", "b.jpeg", "sub/c.tif", "sub/d.webp", "notes.txt", "scan.pdf", "sub/README"]
 
@@ -23,7 +24,7 @@ class StandIn:
 
     def __init__(self) -> None:
         self.sent: list[str] = []
-        self.status = SimpleNamespace(client=self)
+        self.status = SimpleNamespace(client=self, keys=Keys("cutout"))
 
     def set(self, *args: Any, **kwargs: Any) -> bool:
         return True  # an output name reserved
