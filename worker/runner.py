@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cutout.images import Decoded, ImageInput, write_atomic
-from cutout.pipeline import RemovalOptions, Remover, output_format
+from cutout.images import ImageInput, write_atomic
+from cutout.pipeline import Removal, RemovalOptions, Remover, output_format
 from cutout.session import Session
 from cutout.specs import parse_background
 from settings import Settings, engine
@@ -69,12 +69,8 @@ class JobRunner:
             raise _taken(target)  # said before any work; checked again, atomically, at the end
         model = job.model or settings.model
         remover = self._remover(model, self._options(job))
-        decoded, info = self._decode(remover, source, job)
-        pixels = decoded.image.width * decoded.image.height
-        image = remover.cut_out(decoded)
-        del decoded  # as in Remover.process: the input's pixels go before the encoding
-        result = remover.encode(image, fmt, job.label)
-        del image
+        removal, info = self._remove(remover, source, fmt, job.label)
+        result = removal.data
         if target is not None:
             stamp = {JOB_ATTRIBUTE: job_id.encode()} if job_id else None
             try:
@@ -95,17 +91,17 @@ class JobRunner:
                 raise JobError(f"{target.name}: output name too long for its folder") from None
         keep = job.return_bytes or target is None
         duration = time.monotonic() - started
-        return Outcome(target, result if keep else None, model, duration, pixels)
+        return Outcome(target, result if keep else None, model, duration, removal.pixels)
 
-    def _decode(
-        self, remover: Remover, source: ImageInput, job: RemoveJob
-    ) -> tuple[Decoded, os.stat_result | None]:
-        """The decoded input, and the input file's stat (its access goes to the output)."""
+    def _remove(
+        self, remover: Remover, source: ImageInput, fmt: str, label: str
+    ) -> tuple[Removal, os.stat_result | None]:
+        """The job's result, and the input file's stat (its access goes to the output)."""
         if not isinstance(source, Path):
-            return remover.decode(source, job.label), None
-        stream, info = open_input(source, job.label, self.settings.roots)
+            return remover.remove(source, fmt, label), None
+        stream, info = open_input(source, label, self.settings.roots)
         with stream:
-            return remover.decode(stream, job.label), info
+            return remover.remove(stream, fmt, label), info
 
     def _target(self, job: RemoveJob, source: ImageInput, fmt: str) -> Path | None:
         settings = self.settings
