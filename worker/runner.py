@@ -7,6 +7,7 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,21 @@ class Outcome:
 class JobRunner:
     """Per worker process: warm model sessions, the default options, the allowed roots."""
 
-    def __init__(self, settings: Settings, *, processes: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        processes: int = 1,
+        sessions: Callable[[str], Session] | None = None,
+    ) -> None:
+        """`sessions` opens a model's session by name; by default from the settings' model
+        files (a test hands in a small fake where the model is not the point)."""
         self.settings = settings
         self.processes = processes
         self.defaults = engine.removal_options(settings)
         self._removers: dict[tuple[str, RemovalOptions], Remover] = {}
         self._lock = threading.Lock()
+        self._sessions = sessions or self._model_session
 
     def warm(self) -> Session:
         """Load the default model now, so that the first job does not pay for it."""
@@ -135,11 +145,12 @@ class JobRunner:
             if remover is None:
                 if len(self._removers) >= _MAX_REMOVERS:
                     self._removers.clear()  # a handful of option sets in practice
-                session = engine.model_session(
-                    self.settings, model, processes=self.processes, progress=False
-                )
+                session = self._sessions(model)
                 remover = self._removers[key] = self._new_remover(session, options)
             return remover
+
+    def _model_session(self, model: str) -> Session:
+        return engine.model_session(self.settings, model, processes=self.processes, progress=False)
 
     def _new_remover(self, session: Session, options: RemovalOptions) -> Remover:
         backdrop = options.background.path
