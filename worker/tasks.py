@@ -68,13 +68,12 @@ class _ProcessState:
         self._settings = settings
         self.processes = processes
         self.hostname = hostname or self.hostname
-        if settings.worker_metrics_port:
-            self.metrics = metrics.start(
-                settings.metrics_address,
-                settings.worker_metrics_port,
-                settings.broker_url,
-                settings.queue,
-            )
+        self.metrics = metrics.start(
+            settings.metrics_address,
+            settings.worker_metrics_port,
+            settings.broker_url,
+            settings.queue,
+        )
 
     @property
     def settings(self) -> Settings:
