@@ -1,4 +1,4 @@
-"""`cutout worker`: a Celery worker on the cutout queue (`celery -A worker worker` works too)."""
+"""`cutout worker`: a Celery worker on the cutout queue (or `celery -A worker.app worker`)."""
 
 from __future__ import annotations
 

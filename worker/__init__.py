@@ -1,1 +1,1 @@
-"""The Celery side of cutout: `celery -A worker worker` finds the app here."""
+"""The Celery side of cutout: `celery -A worker.app worker` finds the app in `app.py`."""

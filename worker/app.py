@@ -1,12 +1,18 @@
-"""The Celery app, configured from Settings only. `celery -A worker worker` loads it."""
+"""The Celery app, configured from Settings only. `celery -A worker.app worker` loads it.
+
+This module is an edge: it reads the settings once, for the whole process, and the app
+carries them; everything else gets them from the app (worker.tasks, at worker_init).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from celery import Celery
 
 from settings import Settings, load_settings
 from worker.jobs import TASK_NAME
-from worker.status import OUTAGE_BACKOFF_CAP, outage_retries
+from worker.redisio import OUTAGE_BACKOFF_CAP, outage_retries
 
 
 def visibility_timeout(settings: Settings) -> int:
@@ -16,9 +22,29 @@ def visibility_timeout(settings: Settings) -> int:
     return int(max(3600, 2 * settings.task_time_limit + backoff))
 
 
-def create_app(settings: Settings) -> Celery:
-    app = Celery(
-        "cutout",
+class CutoutApp(Celery):  # type: ignore[misc]  # Celery's classes carry no types
+    """A Celery app with the Settings it was made from."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+
+    def __reduce_keys__(self) -> dict[str, Any]:
+        """An app sent to another process (pickled) comes back with its settings."""
+        return {**super().__reduce_keys__(), "settings": self.settings}
+
+
+def settings_of(app: Celery) -> Settings:
+    """The settings an app was made from (by create_app)."""
+    if not isinstance(app, CutoutApp):
+        raise TypeError(f"{app!r} was not made by worker.app.create_app: it has no settings")
+    return app.settings
+
+
+def create_app(settings: Settings) -> CutoutApp:
+    app = CutoutApp(
+        settings,
+        main="cutout",
         broker=settings.broker_url,
         backend=settings.status_url,
         include=["worker.tasks"],
@@ -67,6 +93,4 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-# The Celery app module is an edge: it reads the settings once, for the whole process.
-settings = load_settings()
-app = create_app(settings)
+app = create_app(load_settings())

@@ -7,12 +7,13 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cutout.images import Decoded, ImageInput, write_atomic
+from cutout.images import ImageInput, write_atomic
 from cutout.options import RemovalOptions, merged
-from cutout.pipeline import Remover, output_format
+from cutout.pipeline import Removal, Remover, output_format
 from cutout.session import Session
 from settings import Settings, engine
 from worker import naming
@@ -40,12 +41,21 @@ class Outcome:
 class JobRunner:
     """Per worker process: warm model sessions, the default options, the allowed roots."""
 
-    def __init__(self, settings: Settings, *, processes: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        processes: int = 1,
+        sessions: Callable[[str], Session] | None = None,
+    ) -> None:
+        """`sessions` opens a model's session by name; by default from the settings' model
+        files (a test hands in a small fake where the model is not the point)."""
         self.settings = settings
         self.processes = processes
         self.defaults = engine.removal_options(settings)
         self._removers: dict[tuple[str, RemovalOptions], Remover] = {}
         self._lock = threading.Lock()
+        self._sessions = sessions or self._model_session
 
     def warm(self) -> Session:
         """Load the default model now, so that the first job does not pay for it."""
@@ -67,12 +77,8 @@ class JobRunner:
             raise _taken(target)  # said before any work; checked again, atomically, at the end
         model = job.model or settings.model
         remover = self._remover(model, self._options(job))
-        decoded, info = self._decode(remover, source, job)
-        pixels = decoded.image.width * decoded.image.height
-        image = remover.cut_out(decoded)
-        del decoded  # as in Remover.process: the input's pixels go before the encoding
-        result = remover.encode(image, fmt, job.label)
-        del image
+        removal, info = self._remove(remover, source, fmt, job.label)
+        result = removal.data
         if target is not None:
             stamp = {JOB_ATTRIBUTE: job_id.encode()} if job_id else None
             try:
@@ -93,17 +99,17 @@ class JobRunner:
                 raise JobError(f"{target.name}: output name too long for its folder") from None
         keep = job.return_bytes or target is None
         duration = time.monotonic() - started
-        return Outcome(target, result if keep else None, model, duration, pixels)
+        return Outcome(target, result if keep else None, model, duration, removal.pixels)
 
-    def _decode(
-        self, remover: Remover, source: ImageInput, job: RemoveJob
-    ) -> tuple[Decoded, os.stat_result | None]:
-        """The decoded input, and the input file's stat (its access goes to the output)."""
+    def _remove(
+        self, remover: Remover, source: ImageInput, fmt: str, label: str
+    ) -> tuple[Removal, os.stat_result | None]:
+        """The job's result, and the input file's stat (its access goes to the output)."""
         if not isinstance(source, Path):
-            return remover.decode(source, job.label), None
-        stream, info = open_input(source, job.label, self.settings.roots)
+            return remover.remove(source, fmt, label), None
+        stream, info = open_input(source, label, self.settings.roots)
         with stream:
-            return remover.decode(stream, job.label), info
+            return remover.remove(stream, fmt, label), info
 
     def _target(self, job: RemoveJob, source: ImageInput, fmt: str) -> Path | None:
         settings = self.settings
@@ -133,11 +139,12 @@ class JobRunner:
             if remover is None:
                 if len(self._removers) >= _MAX_REMOVERS:
                     self._removers.clear()  # a handful of option sets in practice
-                session = engine.model_session(
-                    self.settings, model, processes=self.processes, progress=False
-                )
+                session = self._sessions(model)
                 remover = self._removers[key] = self._new_remover(session, options)
             return remover
+
+    def _model_session(self, model: str) -> Session:
+        return engine.model_session(self.settings, model, processes=self.processes, progress=False)
 
     def _new_remover(self, session: Session, options: RemovalOptions) -> Remover:
         backdrop = options.background.path

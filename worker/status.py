@@ -22,8 +22,6 @@ from worker import redisio
 from worker.jobs import FINAL_STATES, JobRecord, State
 
 # Re-exported: worker.app sizes Celery's result-backend retries with these.
-from worker.redisio import OUTAGE_BACKOFF_CAP as OUTAGE_BACKOFF_CAP  # noqa: PLC0414
-from worker.redisio import outage_retries as outage_retries  # noqa: PLC0414
 
 EVENTS_MAXLEN = 10_000
 EVENTS_BATCH = 100

@@ -1,7 +1,9 @@
-"""The `cutout.remove` task: validate the payload, run the job, record its status.
+"""The `cutout.remove` task: hand the job to its handler, turn the decision into Celery's terms.
 
-Thin on purpose: the work is in `worker.runner` (and the engine); here are only the
-Celery-facing decisions: what is retried, what fails for good, what is a poison job.
+Thin on purpose: the decisions (what is retried, what fails for good, what is a poison job)
+are in `worker.handling`, the work in `worker.runner` (and the engine). Here are the Celery
+signals that build each process's state from the settings the app carries (worker_init,
+in the main process before the pool forks) and the task itself.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import Any
 
 import redis
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
@@ -28,11 +29,13 @@ from celery.signals import (
 )
 
 from cutout import store as model_store
-from cutout.errors import CutoutError, ImageError, ModelError
+from cutout.errors import CutoutError
 from cutout.models import get_model
+from settings import Settings
 from worker import metrics
-from worker.app import app, settings
-from worker.jobs import TASK_NAME, JobError, RemoveJob, parse_job
+from worker.app import app, settings_of
+from worker.handling import Failed, JobHandler, Retry, Succeeded
+from worker.jobs import TASK_NAME
 from worker.logs import guard
 from worker.presence import Presence, keep_beating
 from worker.runner import JobRunner
@@ -45,26 +48,61 @@ class JobFailed(CutoutError):
     """The job failed for good; the message says why (one string, so it survives JSON)."""
 
 
-# Transient: a shared folder hiccup or a lost Redis connection may work next time.
-TRANSIENT = (OSError, redis.RedisError)
-
-
 class _ProcessState:
-    """What one worker process builds once and keeps: its runner and status store."""
+    """What one worker process builds once and keeps: the settings worker_init hands down,
+    the metrics, its runner, status store and job handler."""
 
     def __init__(self) -> None:
+        self._settings: Settings | None = None
         self.processes = 1
         self.hostname = socket.gethostname()
+        self.metrics: metrics.Metrics = metrics.NoMetrics()
         self.stop = threading.Event()
         self._runner: JobRunner | None = None
         self._status: StatusStore | None = None
-        self._lock = threading.Lock()
+        self._handler: JobHandler | None = None
+        self._lock = threading.RLock()  # handler() builds the runner and the store under it
+
+    def start(self, settings: Settings, *, processes: int, hostname: str) -> None:
+        """At worker_init, in the main process: the pool inherits all of it."""
+        self._settings = settings
+        self.processes = processes
+        self.hostname = hostname or self.hostname
+        self.metrics = metrics.start(
+            settings.metrics_address,
+            settings.worker_metrics_port,
+            settings.broker_url,
+            settings.queue,
+        )
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            raise RuntimeError("no settings: worker_init hands them down, and has not run")
+        return self._settings
 
     def runner(self) -> JobRunner:
         with self._lock:
             if self._runner is None:
-                self._runner = JobRunner(settings, processes=self.processes)
+                self._runner = JobRunner(self.settings, processes=self.processes)
             return self._runner
+
+    def handler(self) -> JobHandler:
+        with self._lock:
+            if self._handler is None:
+                settings = self.settings
+                self._handler = JobHandler(
+                    self.runner(),
+                    self.status(),
+                    self.metrics,
+                    model=settings.model,
+                    inline_max_bytes=settings.inline_max_bytes,
+                    max_retries=settings.max_retries,
+                    retry_backoff=settings.retry_backoff,
+                    max_deliveries=settings.max_deliveries,
+                    soft_time_limit=settings.task_soft_time_limit,
+                )
+            return self._handler
 
     def warm_and_beat(self) -> None:
         """Load the model, then tell `cutout health` every few seconds what this process runs."""
@@ -74,7 +112,7 @@ class _ProcessState:
         except CutoutError as exc:
             log.error("cannot load the model: %s", exc)
             return
-        metrics.MODEL_LOAD_SECONDS.set(time.monotonic() - started)
+        self.metrics.model_loaded(time.monotonic() - started)
         info = {
             "hostname": self.hostname,
             "host": socket.gethostname(),  # the machine (or container), for `cutout health`
@@ -85,12 +123,13 @@ class _ProcessState:
             "fell_back": session.fell_back,
             "load_seconds": round(time.monotonic() - started, 3),
         }
-        presence = Presence(self.status().client, prefix=settings.key_prefix)
+        presence = Presence(self.status().client, prefix=self.settings.key_prefix)
         keep_beating(presence, "worker", f"{self.hostname}:{os.getpid()}", lambda: info, self.stop)
 
     def status(self) -> StatusStore:
         with self._lock:
             if self._status is None:
+                settings = self.settings
                 # A Redis restart must not cost a job its record, nor its message (a task
                 # that fails on a lost connection is acknowledged as failed): wait for
                 # Redis as long as a job may run at all.
@@ -109,16 +148,14 @@ _state = _ProcessState()
 
 @worker_init.connect
 def _before_fork(sender: Any = None, **_: Any) -> None:
-    """In the main process: fetch the model once, before the pool forks."""
-    _state.processes = int(getattr(sender, "concurrency", 1) or 1)
-    _state.hostname = str(getattr(sender, "hostname", "") or _state.hostname)
-    if settings.worker_metrics_port:
-        metrics.serve(
-            settings.metrics_address,
-            settings.worker_metrics_port,
-            settings.broker_url,
-            settings.queue,
-        )
+    """In the main process: take the settings from the app, set up the metrics and fetch
+    the model once, before the pool forks."""
+    settings = settings_of(sender.app)
+    _state.start(
+        settings,
+        processes=int(getattr(sender, "concurrency", 1) or 1),
+        hostname=str(getattr(sender, "hostname", "") or ""),
+    )
     if settings.model_path is None:
         model_store.ensure(
             get_model(settings.model),
@@ -174,12 +211,12 @@ def _record_refusal(job_id: str, reason: str) -> None:
 
 @worker_process_shutdown.connect
 def _process_gone(pid: int | None = None, **_: Any) -> None:
-    metrics.process_exited(pid or os.getpid())
+    _state.metrics.process_exited(pid or os.getpid())
 
 
 @worker_shutdown.connect
 def _shutdown(**_: Any) -> None:
-    metrics.remove_multiprocess_dir()
+    _state.metrics.close()
 
 
 @worker_process_init.connect
@@ -191,83 +228,16 @@ def _after_fork(**_: Any) -> None:
 
 @app.task(name=TASK_NAME, bind=True, throws=(JobFailed,))
 def remove(self: Task, **kwargs: Any) -> dict[str, Any]:
-    job_id = str(self.request.id)
-    store = _state.status()
-    try:
-        job = parse_job(kwargs, inline_max_bytes=settings.inline_max_bytes)
-    except JobError as exc:
-        store.update(job_id, "failed", error=str(exc))
-        metrics.IMAGES.labels("failed", "invalid").inc()
-        raise JobFailed(str(exc)) from exc
-    done = store.get(job_id)
-    if done is not None and done.state == "succeeded":
-        # A re-sent job (a watcher recovering after a restart): the output already exists.
-        return done.model_dump(mode="json")
-    crashes = store.begin_attempt(job_id)
-    if crashes >= settings.max_deliveries:
-        reason = f"its worker died {crashes} times on it (poison image?)"
-        return _fail(store, job_id, job, reason, "poison")
-    store.update(
-        job_id,
-        "started",
-        input=job.label,
-        model=job.model or settings.model,
+    decision = _state.handler().handle(
+        str(self.request.id),
+        kwargs,
+        attempt=self.request.retries,
         worker=self.request.hostname or socket.gethostname(),
     )
-    try:
-        outcome = _state.runner().run(job, job_id)
-    except SoftTimeLimitExceeded:
-        reason = f"took longer than {settings.task_soft_time_limit} s"
-        return _fail(store, job_id, job, reason, "timeout")
-    except CutoutError as exc:  # bad image, refused path, unusable output format
-        return _fail(store, job_id, job, str(exc), failure_kind(exc))
-    except TRANSIENT as exc:
-        return _retry(self, store, job_id, job, exc)
-    if outcome.data is not None:
-        store.store_result(job_id, outcome.data)
-    record = store.update(
-        job_id,
-        "succeeded",
-        output=str(outcome.output) if outcome.output else None,
-        duration=round(outcome.duration, 3),
-        has_bytes=outcome.data is not None,
-        error=None,
-    )
-    store.end_attempt(job_id)
-    metrics.IMAGES.labels("succeeded", "").inc()
-    metrics.IMAGE_SECONDS.labels(metrics.size_class(outcome.pixels)).observe(outcome.duration)
-    log.info("%s -> %s in %.2f s", job.label, record.output or "bytes", outcome.duration)
-    return record.model_dump(mode="json")
-
-
-def failure_kind(exc: CutoutError) -> str:
-    """A small, fixed set of metric labels: never the message itself."""
-    if isinstance(exc, ImageError):
-        return "image"
-    if isinstance(exc, JobError):
-        return "job"
-    if isinstance(exc, ModelError):
-        return "model"
-    return "output"
-
-
-def _fail(
-    store: StatusStore, job_id: str, job: RemoveJob, reason: str, kind: str
-) -> dict[str, Any]:
-    store.update(job_id, "failed", error=reason)
-    store.end_attempt(job_id)
-    metrics.IMAGES.labels("failed", kind).inc()
-    log.warning("%s failed: %s", job.label, reason)
-    raise JobFailed(reason)
-
-
-def _retry(
-    task: Task, store: StatusStore, job_id: str, job: RemoveJob, exc: Exception
-) -> dict[str, Any]:
-    attempt = task.request.retries
-    if attempt >= settings.max_retries:
-        reason = f"gave up after {attempt + 1} attempts: {exc}"
-        return _fail(store, job_id, job, reason, "transient")
-    store.update(job_id, "retrying", error=f"{type(exc).__name__}: {exc}")
-    store.end_attempt(job_id)
-    raise task.retry(exc=exc, countdown=settings.retry_backoff * 2**attempt)
+    match decision:
+        case Retry(error, countdown):
+            raise self.retry(exc=error, countdown=countdown)
+        case Failed(reason):
+            raise JobFailed(reason)
+        case Succeeded(record):
+            return record.model_dump(mode="json")

@@ -7,7 +7,7 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -588,7 +588,7 @@ def test_write_atomic_failure_keeps_the_old_file(
     target = tmp_path / "out.png"
     target.write_bytes(b"old")
 
-    def broken_replace(src: str, dst: str, **dir_fds: int | None) -> None:
+    def broken_replace(src: str, dst: str, **dir_fds: int | None) -> NoReturn:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
