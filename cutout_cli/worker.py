@@ -1,4 +1,4 @@
-"""`cutout worker`: a Celery worker on the cutout queue (or `celery -A worker.app worker`)."""
+"""`cutout worker`: a Celery worker on the cutout queue (or `celery -A worker worker`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Celery app, configured from Settings only. `celery -A worker.app worker` loads it.
+"""The Celery app, configured from Settings only. `celery -A worker worker` loads it.
 
 This module is an edge: it reads the settings once, for the whole process, and the app
 carries them; everything else gets them from the app (worker.tasks, at worker_init).

@@ -135,7 +135,8 @@ def readable(kwargs: dict[str, Any]) -> str:
 
 @cache
 def default_client() -> Client:
-    """The client built from this process's settings (CUTOUT_* variables, .env)."""
+    """The client built from this process's settings (CUTOUT_* variables, .env): the edge of
+    the module's `submit`/`wait` shortcuts, read on their first call, never at import."""
     return Client.from_settings(load_settings())
 
 

@@ -70,6 +70,12 @@ def not_an_image(rel: PurePath) -> str:
     return f"{rel}: not an image (accepted names end in {' '.join(IMAGE_SUFFIX_LIST)})"
 
 
+def as_text(path: str | PurePath) -> str:
+    """A path as Redis can take it: a name that is not UTF-8 (surrogate escapes, as Python
+    reads it from the disk) has its odd bytes written as \\xNN instead of failing."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def fit_name(name: str, suffix: str) -> str:
     """`name + suffix`, or - where that is longer than a file name may be - as much of the
     name as fits, then `~` and a hash of the whole name (still unique), then the suffix."""
@@ -133,7 +139,9 @@ def output_rel(
         path = outbox / out
         if _exists(path):
             continue
-        if client.set(keys.output(path), rel.as_posix(), nx=True, ex=ttl) and not _exists(path):
+        if client.set(keys.output(path), as_text(rel.as_posix()), nx=True, ex=ttl) and not _exists(
+            path
+        ):
             return out
     raise AssertionError("unreachable: candidates() ends by raising")
 

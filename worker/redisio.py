@@ -42,6 +42,8 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
+from worker.naming import as_text
+
 # --- clients ----------------------------------------------------------------------------
 
 
@@ -130,7 +132,7 @@ class Keys:
         return f"{glob_escape(self.presence(kind, ''))}*"
 
     def output(self, path: str | PurePath) -> str:
-        return f"{self.prefix}:output:{path}"
+        return f"{self.prefix}:output:{as_text(path)}"
 
     def resend(self, job_id: str) -> str:
         return f"{self.prefix}:resend:{job_id}"

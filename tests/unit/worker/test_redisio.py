@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -98,3 +99,12 @@ def test_only_redisio_makes_redis_clients() -> None:
     assert not offenders, "Redis clients made outside worker.redisio.client:\n" + "\n".join(
         offenders
     )
+
+
+def test_an_output_path_that_is_not_utf8_still_makes_a_key() -> None:
+    """A file name of Latin-1 bytes (as old cameras and SMB shares write) reserves its output
+    like any other, instead of failing to encode (and stopping the watcher's resend)."""
+    path = Path(os.fsdecode(b"/data/outbox/caf\xe9.png"))
+    key = Keys("cutout").output(path)
+    assert key == "cutout:output:/data/outbox/caf\\xe9.png"
+    key.encode("utf-8")  # what redis-py does with it
