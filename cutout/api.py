@@ -11,36 +11,55 @@ import numpy as np
 from PIL import Image
 
 from cutout import store
+from cutout.errors import ConfigError
 from cutout.images import ImageInput
-from cutout.models import default_home, get_model
+from cutout.models import default_home, get_model, own_model
 from cutout.options import Background, merged, parse_format
 from cutout.pipeline import Remover
 from cutout.session import Session, open_session
 
+# rembg's names for a user's own file of a family (`new_session("dis_custom", model_path=...)`).
+REMBG_CUSTOM = {"u2net_custom": "u2net", "dis_custom": "isnet"}
+
 
 def new_session(
-    model: str = "u2net",
+    model_name: str | None = None,
     *,
+    model: str = "u2net",
     model_home: str | os.PathLike[str] | None = None,
     model_path: str | os.PathLike[str] | None = None,
+    family: str | None = None,
     providers: Sequence[str] | None = None,
     threads: int = 0,
     auto_pull: bool = True,
     mirror: str | None = None,
+    sess_opts: Any = None,
 ) -> Session:
     """A loaded model, cached per process: call it once and pass it to every `remove()`.
 
-    `model_home` defaults to `$U2NET_HOME`, else `~/.u2net`, as rembg's cache does.
+    `model_name` (rembg's positional name) or `model`: a registry name. `model_path`: your
+    own ONNX file instead, used as given; `family` (u2net, isnet, birefnet) says how to feed
+    it, else the named model's row does. rembg's `u2net_custom` and `dis_custom` name the
+    family of a `model_path`. `model_home` defaults to `$U2NET_HOME`, else `~/.u2net`, as
+    rembg's cache does. rembg's `sess_opts` lends its intra-op thread count, when it sets one.
     """
-    spec = get_model(model)
+    name = model_name or model
+    if name in REMBG_CUSTOM:
+        if model_path is None:
+            raise ConfigError(f"{name} needs model_path, the ONNX file to use")
+        family, name = family or REMBG_CUSTOM[name], "u2net"
+    threads = threads or int(getattr(sess_opts, "intra_op_num_threads", 0) or 0)
+    if model_path is not None:
+        own = Path(model_path).expanduser()
+        spec = own_model(own.name, family, like=name)
+        return open_session(
+            spec, store.ensure(spec, Path(), model_path=own), providers=providers, threads=threads
+        )
+    if family is not None:
+        raise ConfigError("family names how to feed your own file: give model_path too")
+    spec = get_model(name)
     home = Path(model_home).expanduser() if model_home is not None else default_home()
-    path = store.ensure(
-        spec,
-        home,
-        model_path=Path(model_path) if model_path is not None else None,
-        auto_pull=auto_pull,
-        mirror=mirror,
-    )
+    path = store.ensure(spec, home, auto_pull=auto_pull, mirror=mirror)
     return open_session(spec, path, providers=providers, threads=threads)
 
 

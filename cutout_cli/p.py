@@ -20,7 +20,13 @@ from cutout.images import write_atomic
 from cutout.pipeline import Remover, output_format
 from cutout.session import default_threads, usable_cores
 from cutout_cli.common import EXIT_FAILED, echo_err, get_settings, reporting
-from cutout_cli.options import build_remover, collect, removal_options
+from cutout_cli.options import (
+    build_remover,
+    collect,
+    model_file_flags,
+    removal_options,
+    with_model_file,
+)
 from worker.naming import IMAGE_SUFFIX_LIST, batch, is_image
 
 log = logging.getLogger(__name__)
@@ -130,11 +136,12 @@ a run that was interrupted, run again, does only the rest.
     help="Skip inputs whose output exists and is newer than the input.",
 )
 @removal_options
+@model_file_flags
 @click.pass_context
 def p_command(
     ctx: click.Context, /, input_dir: Path, output_dir: Path, skip_existing: bool, **params: Any
 ) -> None:
-    settings = get_settings(ctx)
+    settings = with_model_file(get_settings(ctx), params)
     given = collect(params)
     lanes = lanes_for(usable_cores())
     # CUTOUT_THREADS, when set, is per image in flight; else the cores are shared out.
