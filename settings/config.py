@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     matting_bg_threshold: int = _option("matting_bg_threshold")
     matting_erode_size: int = _option("matting_erode_size")
     post_process_mask: bool = _option("post_process_mask")
+    decontaminate: bool = _option("decontaminate")
     exact_colours: bool = _option("exact_colours")
     output_format: str = _option("format")
     png_compress_level: int = _option("png_compress_level")
