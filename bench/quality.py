@@ -33,8 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: make the engine importable
     sys.path.insert(0, str(REPO))
 
+from bench import colours  # noqa: E402
 from cutout import mask as model_mask  # noqa: E402
 from cutout import refine, scores  # noqa: E402
+from cutout.decontaminate import decontaminate  # noqa: E402
 from cutout.images import decode  # noqa: E402
 from cutout.models import MODELS  # noqa: E402
 from cutout.options import REFINE_MODES  # noqa: E402
@@ -67,6 +69,7 @@ class Outcome:
     masks: dict[str, Image.Image] = field(default_factory=dict)
     scores: dict[str, scores.Scores] = field(default_factory=dict)
     ms: dict[str, float] = field(default_factory=dict)  # on top of the model
+    colours: dict[str, dict[str, float]] = field(default_factory=dict)  # bench.colours
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -83,6 +86,9 @@ class Methods:
         self.modes = modes
         self.rembg = _rembg_session(session) if with_rembg else None
         self.model_ms: list[float] = []
+        self.colour_methods = colours.methods(with_rembg and _has("pymatting"))
+        self.decontaminate_ms: list[float] = []
+        self._previous: Image.Image | None = None  # the backdrop of the next photo's blends
         # The first run of a session pays for allocations: keep it out of the timings.
         model_mask.predict(session.inference, session.spec, Image.new("RGB", (64, 64)))
 
@@ -105,6 +111,9 @@ class Methods:
         for mode in self.modes:
             refined, ms = timed(partial(refine.refine, mode, image, base, grid=spec.input_size))
             outcome.masks[ours(mode)], outcome.ms[ours(mode)] = refined.mask, ms
+        outcome.colours = colours.measure(image, base, self.colour_methods, self._previous)
+        self.decontaminate_ms.append(timed(lambda: decontaminate(image, base))[1])
+        self._previous = image
         truth = load_truth(truth_path, image.size)
         for name, picture in outcome.masks.items():
             outcome.scores[name] = scores.score(np.asarray(picture), np.asarray(truth))
@@ -123,6 +132,12 @@ class Methods:
         outcome.ms[REMBG_PPM] = ms
 
 
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def _rembg_session(session: Session) -> Any:
     """rembg's session on the very file ours uses, so that rembg never downloads."""
     os.environ["U2NET_HOME"] = str(session.path.parent)
@@ -134,7 +149,7 @@ def _rembg_session(session: Session) -> Any:
 
 
 def hd_cost(session: Session, image_path: Path, repeats: int = 5) -> dict[str, float]:
-    """Model and guided-refinement time on one photo scaled to 1920x1080.
+    """Model, guided-refinement and decontamination time on one photo scaled to 1920x1080.
 
     The fastest of several runs of each: on a shared machine, the least disturbed one.
     """
@@ -148,8 +163,15 @@ def hd_cost(session: Session, image_path: Path, repeats: int = 5) -> dict[str, f
     guided = [
         timed(lambda: refine.guided(image, base, spec.input_size))[1] for _ in range(4 * repeats)
     ]
-    model_ms, guided_ms = min(model), min(guided)
-    return {"model_ms": model_ms, "guided_ms": guided_ms, "guided_share": guided_ms / model_ms}
+    cleaned = [timed(lambda: decontaminate(image, base))[1] for _ in range(4 * repeats)]
+    model_ms, guided_ms, decontaminate_ms = min(model), min(guided), min(cleaned)
+    return {
+        "model_ms": model_ms,
+        "guided_ms": guided_ms,
+        "guided_share": guided_ms / model_ms,
+        "decontaminate_ms": decontaminate_ms,
+        "decontaminate_share": decontaminate_ms / model_ms,
+    }
 
 
 def report_row(image: Image.Image, truth: Image.Image, outcome: Outcome, lead: str) -> Row:
@@ -300,8 +322,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["hd_cost"] = cost
         text += (
             f"\nHD (1920x1080): model {cost['model_ms']:.0f} ms, guided refinement "
-            f"{cost['guided_ms']:.1f} ms ({cost['guided_share']:.1%} of the model)."
+            f"{cost['guided_ms']:.1f} ms ({cost['guided_share']:.1%} of the model), "
+            f"decontamination {cost['decontaminate_ms']:.1f} ms "
+            f"({cost['decontaminate_share']:.1%})."
         )
+    colour_rows = [o.colours for o in outcomes]
+    text += "\n\n" + colours.table(colour_rows, statistics.fmean(methods.decontaminate_ms))
+    results["colours"] = colour_rows
     text += "".join(f"\n{v}" for v in verdicts)
     results["verdicts"] = verdicts
     write_outputs(args, text, results, rows)

@@ -84,6 +84,9 @@ class Decoded:
 def decode(data: ImageInput, *, max_pixels: int, source: str | None = None) -> Decoded:
     """Open, check and normalise one input; a PIL image given in is never modified.
 
+    The format is read from the content, never from a file's name: a JPEG named `.png`
+    decodes as the JPEG it is.
+
     The result may be the very object passed in when it needs no change: treat it as
     read-only. Float data is read as 0..1 (a PIL "F" image whose values exceed 1 as 0..255,
     Pillow's own convention) and 16-bit data keeps its top 8 bits.
@@ -134,7 +137,18 @@ def _check_not_empty(fd: int, name: str) -> None:
         raise EmptyImageError(name, "the file is empty (0 bytes)")
 
 
+@lru_cache(maxsize=1)
+def register_plugins() -> None:
+    """HEIC/HEIF (what phones save) through pillow-heif, registered with Pillow once per
+    process, on the first decode; AVIF is Pillow's own. Thumbnails, depth and auxiliary
+    images are never decoded: only the primary image is used."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+
 def _decode_stream(fp: IO[bytes], name: str, max_pixels: int) -> Decoded:
+    register_plugins()
     with _reading(name, max_pixels):
         im = Image.open(fp)  # reads the header only
         _check_pixels(im.size, name, max_pixels)

@@ -1,9 +1,12 @@
 """The subject mask: the code of each model family (the registry, cutout.models, holds the
 data of each model), then rembg's optional post-processing.
 
-U^2-Net: preprocessing and postprocessing reproduce rembg's exactly (including its quirk of dividing
-by the image's own maximum rather than 255), so that with the same model our mask is
-rembg's mask.
+Every family's input is made the same way from its row's data (size, mean, std); what
+differs is how its output becomes a mask. Both reproduce rembg 2.0.86's exactly (including
+its quirk of dividing by the image's own maximum rather than 255), so that with the same
+model file our mask is rembg's mask:
+- U^2-Net and IS-Net output a saliency map: the first output, min-max normalised;
+- BiRefNet outputs logits: a sigmoid, then min-max normalised.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
+from scipy import ndimage, special
 
 from cutout.errors import ModelError
 from cutout.models import ModelSpec
@@ -48,18 +51,40 @@ def predict(inference: InferenceSession, spec: ModelSpec, image: Image.Image) ->
     return family(inference, spec, image)
 
 
-def predict_u2net(inference: InferenceSession, spec: ModelSpec, image: Image.Image) -> Image.Image:
-    """U^2-Net's first output (the fused saliency map), min-max normalised, as rembg does."""
+def _first_output(inference: InferenceSession, spec: ModelSpec, image: Image.Image) -> np.ndarray:
+    """The model's first output, channel 0: the map at the model's input size (1xSxS)."""
     name = inference.get_inputs()[0].name
-    pred = np.asarray(inference.run(None, {name: prepare(image, spec)})[0])[:, 0, :, :]
+    return np.asarray(inference.run(None, {name: prepare(image, spec)})[0])[:, 0, :, :]
+
+
+def _mask(pred: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """The map min-max normalised, truncated to 8 bits and resized to the image, as rembg."""
     low, high = float(pred.min()), float(pred.max())
     pred = (pred - low) / max(high - low, 1e-12)
     small = Image.fromarray((np.squeeze(pred).clip(0, 1) * 255).astype(np.uint8))
-    return small.resize(image.size, Image.Resampling.LANCZOS)
+    return small.resize(size, Image.Resampling.LANCZOS)
+
+
+def predict_saliency(
+    inference: InferenceSession, spec: ModelSpec, image: Image.Image
+) -> Image.Image:
+    """U^2-Net's and IS-Net's first output (the fused saliency map)."""
+    return _mask(_first_output(inference, spec, image), image.size)
+
+
+def predict_logits(inference: InferenceSession, spec: ModelSpec, image: Image.Image) -> Image.Image:
+    """BiRefNet's first output, logits: through a sigmoid first."""
+    # expit: rembg's 1 / (1 + exp(-x)) without exp's overflow on strongly negative logits.
+    return _mask(special.expit(_first_output(inference, spec, image)), image.size)
 
 
 Predictor = Callable[[InferenceSession, ModelSpec, Image.Image], Image.Image]
-FAMILIES: dict[str, Predictor] = {"u2net": predict_u2net}
+# Keyed by cutout.models.FAMILIES' names; tests/unit/engine/test_families.py holds them equal.
+FAMILIES: dict[str, Predictor] = {
+    "u2net": predict_saliency,
+    "isnet": predict_saliency,
+    "birefnet": predict_logits,
+}
 
 
 def post_process(mask: Image.Image) -> Image.Image:

@@ -153,6 +153,7 @@ class RemovalOptions:
     refine: str = "none"  # REFINE_MODES
     matting: MattingOptions = field(default_factory=MattingOptions)
     post_process_mask: bool = False
+    decontaminate: bool = False  # cutout.decontaminate
     exact_colours: bool = False  # compose.transparent
     blur_radius: float = 20.0
     max_pixels: int = 80_000_000
@@ -290,6 +291,14 @@ OPTIONS: tuple[Option, ...] = (
         "rembg's mask post-processing (morphological opening + blur + threshold).",
         "post_process_mask",
         flags=("-ppm", "--post-process-mask"),
+    ),
+    Option(
+        "decontaminate",
+        bool,
+        "Replace the background colour mixed into soft edges by the subject's own "
+        "(rembg's -dc; not with --refine matting, which does it already).",
+        "decontaminate",
+        flags=("-dc", "--decontaminate"),
     ),
     Option(
         "exact_colours",

@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from cutout import compose, mask, refine
+from cutout.decontaminate import decontaminate
 from cutout.errors import OutputFormatError
 from cutout.images import Decoded, ImageInput, decode, encode
 from cutout.options import RemovalOptions, format_for_path, parse_format
@@ -57,6 +58,8 @@ class Remover:
             matting_options=opts.matting,
         )
         image = refined.colours
+        if opts.decontaminate and opts.refine != "matting" and not opts.only_mask:
+            image = decontaminate(image, refined.mask)  # matting's colours are its own
         alpha = compose.subject_alpha(image, refined.mask)
         del subject, refined  # the alpha is all that is needed now (a 80 MP mask: 80 MB)
         if opts.only_mask:

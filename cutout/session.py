@@ -99,6 +99,19 @@ def _create(path: Path, providers: list[str], threads: int) -> ort.InferenceSess
         raise ModelError(f"{path}: cannot load the model: {exc}") from exc
 
 
+def check_input_size(inference: InferenceSession, spec: ModelSpec) -> None:
+    """A file of another family than the one it is fed as (a user's own file, most likely)
+    fails here by name, not deep in ONNX Runtime."""
+    shape = getattr(inference.get_inputs()[0], "shape", None) or []
+    fixed = [side for side in shape[2:] if isinstance(side, int)]
+    if fixed and fixed != [spec.input_size] * len(fixed):
+        raise ModelError(
+            f"{spec.name}: the model takes {'x'.join(map(str, shape[2:]))} inputs but the "
+            f"{spec.family} family feeds {spec.input_size}x{spec.input_size}: "
+            "is it a model of another family?"
+        )
+
+
 def _warn_fallback(requested: list[str], active: Sequence[str]) -> None:
     # ONNX Runtime lists CUDA when the shim is installed even if CUDA libraries are missing,
     # then silently runs on CPU (rembg issues 439, 508, 600, 632): say so loudly.
@@ -112,22 +125,24 @@ def _warn_fallback(requested: list[str], active: Sequence[str]) -> None:
         )
 
 
-_cache: dict[tuple[str, Path, tuple[str, ...], int], Session] = {}
+_cache: dict[tuple[ModelSpec, Path, tuple[str, ...], int], Session] = {}
 _lock = threading.Lock()
 
 
 def open_session(
     spec: ModelSpec, path: Path, *, providers: Sequence[str] | None = None, threads: int = 0
 ) -> Session:
-    """One session per (model, file, providers, threads) per process, reused by every call."""
+    """One session per (model, file, providers, threads) per process, reused by every call.
+    The model is its whole row: one file fed as two families is two models."""
     chosen = choose_providers(providers, ort.get_available_providers())
     nthreads = threads or default_threads()
-    key = (spec.name, path.resolve(), tuple(chosen), nthreads)
+    key = (spec, path.resolve(), tuple(chosen), nthreads)
     with _lock:
         cached = _cache.get(key)
         if cached is not None:
             return cached
         inference = _create(path, chosen, nthreads)
+        check_input_size(inference, spec)
         active = tuple(inference.get_providers())
         _warn_fallback(chosen, active)
         log.info(

@@ -11,7 +11,13 @@ import click
 from cutout.images import write_atomic
 from cutout.pipeline import output_format
 from cutout_cli.common import get_settings, reporting
-from cutout_cli.options import build_remover, collect, removal_options
+from cutout_cli.options import (
+    build_remover,
+    collect,
+    model_file_flags,
+    removal_options,
+    with_model_file,
+)
 
 STDIO = "-"
 
@@ -20,10 +26,11 @@ STDIO = "-"
 @click.argument("input", metavar="INPUT")
 @click.argument("output", metavar="OUTPUT")
 @removal_options
+@model_file_flags
 @click.pass_context
 def i_command(ctx: click.Context, /, input: str, output: str, **params: Any) -> None:
     """Remove the background of one image. INPUT or OUTPUT may be - for stdin/stdout."""
-    settings = get_settings(ctx)
+    settings = with_model_file(get_settings(ctx), params)
     given = collect(params)
     with reporting(ctx):
         fmt = output_format(output, given.get("format"), settings.output_format)

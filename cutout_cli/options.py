@@ -5,10 +5,12 @@ A value not given is None: the setting (or the default) applies."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from cutout.models import FAMILIES
 from cutout.options import JOB_OPTIONS, OPTIONS, Option, merged
 from cutout.pipeline import Remover
 from settings import Settings, engine
@@ -48,6 +50,39 @@ def option_flags(options: Iterable[Option] = OPTIONS) -> Callable[[F], F]:
 
 removal_options = option_flags(OPTIONS)
 job_options = option_flags(JOB_OPTIONS)
+
+
+def model_file_flags(func: F) -> F:
+    """`--model-path FILE --model-family NAME`: your own ONNX file, for the commands that
+    run the model in-process (a job never names a file: README "The task contract")."""
+    func = click.option(
+        "--model-family",
+        type=click.Choice(tuple(FAMILIES)),
+        default=None,
+        help="How --model-path's file is fed: its family (default: --model's). "
+        f"[{env_name('model_family')}]",
+    )(func)
+    return click.option(
+        "--model-path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="Your own ONNX file, used as given, in place of --model's. "
+        f"[{env_name('model_path')}]",
+    )(func)
+
+
+def with_model_file(settings: Settings, params: dict[str, Any]) -> Settings:
+    """The settings with the command line's own model file, taken out of `params`."""
+    path: Path | None = params.pop("model_path", None)
+    family: str | None = params.pop("model_family", None)
+    if family is not None and path is None and settings.model_path is None:
+        raise click.UsageError("--model-family says how to feed your own file: give --model-path")
+    update: dict[str, Any] = {}
+    if path is not None:
+        update["model_path"] = path.expanduser()
+    if family is not None:
+        update["model_family"] = family
+    return settings.model_copy(update=update) if update else settings
 
 
 def collect(params: dict[str, Any], options: Iterable[Option] = OPTIONS) -> dict[str, Any]:

@@ -20,7 +20,13 @@ from cutout.images import write_atomic
 from cutout.pipeline import Remover, output_format
 from cutout.session import default_threads, usable_cores
 from cutout_cli.common import EXIT_FAILED, echo_err, get_settings, reporting
-from cutout_cli.options import build_remover, collect, removal_options
+from cutout_cli.options import (
+    build_remover,
+    collect,
+    model_file_flags,
+    removal_options,
+    with_model_file,
+)
 from worker.naming import IMAGE_SUFFIX_LIST, batch, is_image
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,15 @@ def plan(sources: list[Path], in_dir: Path, out_dir: Path, fmt: str) -> list[Job
     folder give `a.png` and `a (2).png`, the same names on every run."""
     named = batch((source.relative_to(in_dir) for source in sources), fmt)
     return [Job(source, out_dir / named[source.relative_to(in_dir)]) for source in sources]
+
+
+def up_to_date(job: Job) -> bool:
+    """Whether the job's output exists and is newer than its input: done by an earlier run
+    (an output is renamed into place only once whole, so one that exists is complete)."""
+    try:
+        return job.target.stat().st_mtime_ns > job.source.stat().st_mtime_ns
+    except OSError:  # no output yet (or an input gone meanwhile: let its job say so)
+        return False
 
 
 def lanes_for(cores: int) -> int:
@@ -107,16 +122,26 @@ Subfolders are mirrored; two inputs that would share an output name (a.jpg, a.pn
 a.png and a (2).png. Images are the files whose names end in
 {" ".join(IMAGE_SUFFIX_LIST)} (any case); other files are counted and skipped.
 A file that fails is reported and skipped; the exit code is 1 when any failed.
+With --skip-existing, an input whose output exists and is newer than it is left alone:
+a run that was interrupted, run again, does only the rest.
 """
 
 
 @click.command("p", help=HELP)
 @click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Skip inputs whose output exists and is newer than the input.",
+)
 @removal_options
+@model_file_flags
 @click.pass_context
-def p_command(ctx: click.Context, /, input_dir: Path, output_dir: Path, **params: Any) -> None:
-    settings = get_settings(ctx)
+def p_command(
+    ctx: click.Context, /, input_dir: Path, output_dir: Path, skip_existing: bool, **params: Any
+) -> None:
+    settings = with_model_file(get_settings(ctx), params)
     given = collect(params)
     lanes = lanes_for(usable_cores())
     # CUTOUT_THREADS, when set, is per image in flight; else the cores are shared out.
@@ -126,7 +151,9 @@ def p_command(ctx: click.Context, /, input_dir: Path, output_dir: Path, **params
         remover = build_remover(per_lane, given)
     in_dir, out_dir = input_dir.resolve(), output_dir.resolve()
     images, skipped = find_files(in_dir, out_dir)
-    jobs = plan(images, in_dir, out_dir, fmt)
+    planned = plan(images, in_dir, out_dir, fmt)
+    # Names are planned over every input first, so that skipping keeps them the same.
+    jobs = [job for job in planned if not (skip_existing and up_to_date(job))]
     started = time.monotonic()
     failed = 0
     with tqdm(total=len(jobs), unit="img", desc="cutout", disable=None, leave=False) as bar:
@@ -136,8 +163,9 @@ def p_command(ctx: click.Context, /, input_dir: Path, output_dir: Path, **params
                 failed += 1
                 tqdm.write(f"FAILED {error}", file=sys.stderr)
     elapsed = time.monotonic() - started
+    fresh = f", {len(planned) - len(jobs)} up to date" if skip_existing else ""
     echo_err(
-        f"{len(jobs) - failed} done, {failed} failed, of {len(jobs)} images "
+        f"{len(jobs) - failed} done, {failed} failed{fresh}, of {len(planned)} images "
         f"in {elapsed:.1f} s -> {out_dir}{_skipped(skipped)}"
     )
     if failed:

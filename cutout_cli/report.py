@@ -26,7 +26,7 @@ from cutout.report import (
     worst_first,
 )
 from cutout_cli.common import EXIT_FAILED, echo_err, fail, get_settings, reporting
-from cutout_cli.options import collect, option_flags
+from cutout_cli.options import collect, model_file_flags, option_flags, with_model_file
 from settings import Settings, engine
 from worker.naming import IMAGE_SUFFIXES
 
@@ -94,6 +94,7 @@ def summary_html(rows: list[Row]) -> str:
     help="The HTML file to write.",
 )
 @option_flags(REPORT_OPTIONS)
+@model_file_flags
 @click.pass_context
 def report_command(
     ctx: click.Context,
@@ -109,7 +110,7 @@ def report_command(
     128 not scored), or is a plain folder of images. With truth, the worst boundary comes
     first. Pictures are embedded: the page is one self-contained file.
     """
-    settings = get_settings(ctx)
+    settings = with_model_file(get_settings(ctx), params)
     with reporting(ctx):
         remover = make_remover(settings, collect(params, REPORT_OPTIONS))
     pairs = find_pairs(directory, IMAGE_SUFFIXES)

@@ -20,7 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cutout.errors import ConfigError, CutoutError
-from cutout.models import MODELS, default_home
+from cutout.models import FAMILIES, MODELS, default_home
 from cutout.options import RefineMode, option, parse_background, parse_format
 
 ENV_PREFIX = "CUTOUT_"
@@ -65,8 +65,18 @@ class Settings(BaseSettings):
     )
     model_path: Path | None = Field(
         None,
-        description="Your own ONNX file, used as given (never verified nor overwritten); "
-        "CUTOUT_MODEL then names its family's preprocessing.",
+        description="Your own ONNX file, used as given (never verified nor overwritten) in "
+        "place of CUTOUT_MODEL's file; CUTOUT_MODEL_FAMILY says how to feed it.",
+    )
+    model_family: str | None = Field(
+        None,
+        description=f"The family of CUTOUT_MODEL_PATH's file: {', '.join(FAMILIES)}; "
+        "default: CUTOUT_MODEL's (and its preprocessing).",
+    )
+    job_models: str = Field(
+        "",
+        description="Models a job may name besides CUTOUT_MODEL (comma-separated registry "
+        "names); a job never names a file.",
     )
     model_auto_pull: bool = Field(
         True, description="Fetch a missing model on first use (else fail with instructions)."
@@ -97,6 +107,7 @@ class Settings(BaseSettings):
     matting_bg_threshold: int = _option("matting_bg_threshold")
     matting_erode_size: int = _option("matting_erode_size")
     post_process_mask: bool = _option("post_process_mask")
+    decontaminate: bool = _option("decontaminate")
     exact_colours: bool = _option("exact_colours")
     output_format: str = _option("format")
     png_compress_level: int = _option("png_compress_level")
@@ -221,6 +232,26 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown model {value!r}; accepted: {', '.join(MODELS)}")
         return value
 
+    @field_validator("model_family")
+    @classmethod
+    def _known_family(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if value not in FAMILIES:
+            raise ValueError(f"unknown model family {value!r}; accepted: {', '.join(FAMILIES)}")
+        if info.data.get("model_path") is None:
+            raise ValueError("says how to feed your own file: set CUTOUT_MODEL_PATH too")
+        return value
+
+    @field_validator("job_models")
+    @classmethod
+    def _job_models(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in MODELS]
+        if unknown:
+            raise ValueError(f"unknown model {unknown[0]!r}; accepted: {', '.join(MODELS)}")
+        return ",".join(dict.fromkeys(names))
+
     @field_validator("model_home", "model_path", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
@@ -312,6 +343,13 @@ class Settings(BaseSettings):
         """Every folder a job's paths may point into."""
         extra = [Path(r) for r in self.allowed_roots.split(",") if r]
         return [self.inbox, self.outbox, self.failed_dir, self.done_dir, *extra]
+
+    @property
+    def offered_models(self) -> list[str]:
+        """The models a job may name: CUTOUT_MODEL (your own file, with CUTOUT_MODEL_PATH)
+        first, then CUTOUT_JOB_MODELS."""
+        extra = [name for name in self.job_models.split(",") if name]
+        return list(dict.fromkeys([self.model, *extra]))
 
     @property
     def provider_list(self) -> list[str] | None:

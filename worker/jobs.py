@@ -67,6 +67,7 @@ class RemoveJob(BaseModel):
     matting_bg_threshold: int | None = _option("matting_bg_threshold")
     matting_erode_size: int | None = _option("matting_erode_size")
     post_process_mask: bool | None = _option("post_process_mask")
+    decontaminate: bool | None = _option("decontaminate")
     exact_colours: bool | None = _option("exact_colours")
     blur_radius: float | None = _option("blur_radius")
     png_compress_level: int | None = _option("png_compress_level")

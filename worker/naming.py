@@ -38,9 +38,11 @@ if TYPE_CHECKING:
 NAME_MAX = 255  # bytes in one name: ext4, XFS, btrfs, NTFS, APFS and SMB shares alike
 MAX_TRIES = 100_000  # names tried before giving up: a folder holding that many is a bug
 
-# What the decoder (Pillow, without plugins) reads and what cameras, phones, browsers and
-# editors name their pictures: the one list `cutout p`, `cutout report` and the watch folder
-# take. Other formats Pillow knows (PSD, EPS, PDF, ...) are documents more often than photos.
+# What the decoder (Pillow, and pillow-heif for HEIC: cutout.images) reads and what cameras,
+# phones, browsers and editors name their pictures: the one list `cutout p`, `cutout report`
+# and the watch folder take. Other formats Pillow knows (PSD, EPS, PDF, ...) are documents
+# more often than photos. A name only decides whether a file is taken; the decoder reads
+# the format from the content, so a JPEG saved as `photo.png` is still a JPEG.
 IMAGE_SUFFIX_LIST = (
     ".jpg",
     ".jpeg",
@@ -54,6 +56,10 @@ IMAGE_SUFFIX_LIST = (
     ".dib",
     ".tif",
     ".tiff",
+    ".heic",  # iPhones' photos, and Android's "high efficiency" ones
+    ".heif",
+    ".hif",  # Canon's and Fujifilm's HEIF
+    ".avif",
 )
 IMAGE_SUFFIXES = frozenset(IMAGE_SUFFIX_LIST)
 

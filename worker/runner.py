@@ -76,6 +76,11 @@ class JobRunner:
         if target is not None and not (job.overwrite or _free_or_ours(target, job_id)):
             raise _taken(target)  # said before any work; checked again, atomically, at the end
         model = job.model or settings.model
+        if model not in settings.offered_models:
+            # A job chooses among the models the operator offers, never a file: each one
+            # costs the worker its memory, and a download where auto-pull is on.
+            offered = ", ".join(settings.offered_models)
+            raise JobError(f"model {model!r} is not offered here; offered: {offered}")
         remover = self._remover(model, self._options(job))
         removal, info = self._remove(remover, source, fmt, job.label)
         result = removal.data

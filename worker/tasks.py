@@ -28,10 +28,8 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from cutout import store as model_store
 from cutout.errors import CutoutError
-from cutout.models import get_model
-from settings import Settings
+from settings import Settings, engine
 from worker import metrics
 from worker.app import app, settings_of
 from worker.handling import Failed, JobHandler, Retry, Succeeded
@@ -156,14 +154,9 @@ def _before_fork(sender: Any = None, **_: Any) -> None:
         processes=int(getattr(sender, "concurrency", 1) or 1),
         hostname=str(getattr(sender, "hostname", "") or ""),
     )
-    if settings.model_path is None:
-        model_store.ensure(
-            get_model(settings.model),
-            settings.model_home,
-            auto_pull=settings.model_auto_pull,
-            mirror=settings.model_mirror,
-            progress=False,
-        )
+    # Every model a job may name, so that a missing one fails now, not on its first job.
+    for name in settings.offered_models:
+        engine.model_file(settings, name, progress=False)
 
 
 @after_setup_logger.connect

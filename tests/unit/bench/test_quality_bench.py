@@ -47,7 +47,11 @@ def test_harness_compares_our_modes_with_rembg(
     out = tmp_path / "out"
     saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert saved["mean"] == mean and len(saved["per_image"]) == 2
-    assert "| ours guided |" in (out / "table.md").read_text(encoding="utf-8")
+    table = (out / "table.md").read_text(encoding="utf-8")
+    assert "| ours guided |" in table
+    # Colours under soft edges, on blends made from each photo and its mask.
+    assert "| ours --decontaminate |" in table and "| rembg -dc (pymatting) |" in table
+    assert [set(image) for image in results["colours"]] == [{"green", "another photo"}] * 2
     assert (out / "report.html").read_text(encoding="utf-8").count("<tr>") == 2
     assert "| rembg -ppm |" in capsys.readouterr().out
 

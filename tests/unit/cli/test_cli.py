@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
+from cutout.images import register_plugins
 from cutout_cli.main import cli
 from tests.conftest import CAT, MASKS, PHOTOS
 
@@ -181,3 +183,44 @@ def test_help_documents_every_option() -> None:
     text = run("i", "--help").output
     for option in ("--model", "--bg", "--only-mask", "--crop", "--refine", "--format", "-ppm"):
         assert option in text
+
+
+def test_p_skip_existing_does_only_the_rest(tree: Path, tmp_path: Path) -> None:
+    """A run interrupted (one output missing) and an input changed since its output was
+    made: with --skip-existing the rerun does exactly those two, and the summary counts
+    the rest; the outputs keep the names of a full run."""
+    out = tmp_path / "out"
+    (tree / "shop" / "broken.jpg").unlink()
+    assert run("p", str(tree), str(out)).exit_code == 0
+    (out / "shop" / "shoes" / "a (2).png").unlink()  # as if interrupted before this one
+    kept = out / "cat.png"
+    before = kept.stat().st_mtime_ns
+    stale = out / "shop" / "shoes" / "a.png"
+    earlier = (tree / "shop" / "shoes" / "a.jpg").stat().st_mtime_ns - 10**9
+    os.utime(stale, ns=(earlier, earlier))  # as if a.jpg had changed since
+
+    result = run("p", str(tree), str(out), "--skip-existing")
+
+    assert result.exit_code == 0, result.stderr
+    assert "2 done, 0 failed, 1 up to date, of 3 images" in result.stderr
+    assert kept.stat().st_mtime_ns == before  # not rewritten
+    produced = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert produced == ["cat.png", "shop/shoes/a (2).png", "shop/shoes/a.png"]
+    assert stale.stat().st_mtime_ns > earlier
+
+
+def test_p_takes_phone_formats(tmp_path: Path) -> None:
+    """HEIC and AVIF files (made here by pillow-heif and Pillow) are images to `cutout p`,
+    decoded whatever their names say."""
+    register_plugins()  # the encoders
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    cat = load(CAT)
+    cat.save(src / "iphone.HEIC", "HEIF")
+    cat.save(src / "web.avif", "AVIF")
+    cat.save(src / "lying.heif", "AVIF")  # an AVIF named as a HEIF
+    result = run("p", str(src), str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "3 done, 0 failed, of 3 images" in result.stderr
+    for name in ("iphone.png", "web.png", "lying.png"):
+        assert reference_iou(np.asarray(load(out / name))[..., 3]) > 0.8

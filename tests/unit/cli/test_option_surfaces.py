@@ -47,6 +47,7 @@ CHANGED: dict[str, Any] = {
     "matting_bg_threshold": 20,
     "matting_erode_size": 4,
     "post_process_mask": True,
+    "decontaminate": True,
     "exact_colours": True,
     "blur_radius": 7.5,
     "png_compress_level": 9,

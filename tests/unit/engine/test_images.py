@@ -23,7 +23,7 @@ from cutout.errors import (
     TruncatedImageError,
     UnsupportedImageError,
 )
-from cutout.images import Decoded, decode, encode, write_atomic
+from cutout.images import Decoded, decode, encode, register_plugins, write_atomic
 from cutout.options import EncodeOptions
 from tests import imagefactory as factory
 
@@ -621,3 +621,43 @@ def test_an_open_file_is_decoded_from_where_it_stands(tmp_path: Path) -> None:
         pytest.raises(EmptyImageError, match=r"empty\.png: the file is empty"),
     ):
         decode(stream, max_pixels=10**6)
+
+
+# --- phones' formats: HEIC/HEIF (pillow-heif) and AVIF, made here by pillow-heif and Pillow ---
+
+
+def _phone_photo(fmt: str, **params: Any) -> bytes:
+    """A small white photo with a red corner, in `fmt` (lossless: exact colours to test)."""
+    register_plugins()  # the encoders: the test makes its files, the decoder registers itself
+    stored = Image.new("RGB", (40, 20), WHITE)
+    stored.paste(RED, (0, 0, 10, 10))
+    lossless = {"HEIF": {"quality": -1, "chroma": 444}, "AVIF": {"quality": 100}}[fmt]
+    return factory.save(stored, fmt, **lossless, **params)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_decode_upright_with_their_exif_orientation(fmt: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored on its side, to be turned clockwise
+    image = load(_phone_photo(fmt, exif=exif.tobytes())).image
+    assert image.size == (20, 40)
+    assert red_corner(image) == "top-right"
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_have_their_icc_profile_converted(fmt: str) -> None:
+    swapped = factory.rgb_profile(
+        red=factory.SRGB_BLUE, blue=factory.SRGB_RED, description="Swapped"
+    )
+    decoded = load(_phone_photo(fmt, icc_profile=swapped))
+    assert near(decoded.image.getpixel((2, 2)), BLUE, 40)
+    assert near(decoded.model_input.getpixel((2, 2)), RED, 40)
+
+
+def test_a_file_is_judged_by_its_content_not_its_name(tmp_path: Path) -> None:
+    heic_named_jpg = tmp_path / "photo.jpg"
+    heic_named_jpg.write_bytes(_phone_photo("HEIF"))
+    jpeg_named_png = tmp_path / "photo.png"
+    jpeg_named_png.write_bytes(factory.save(noise(), "JPEG"))
+    assert decode(heic_named_jpg, max_pixels=LIMIT).image.size == (40, 20)
+    assert decode(jpeg_named_png, max_pixels=LIMIT).image.size == (64, 48)

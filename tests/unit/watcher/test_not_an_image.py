@@ -15,7 +15,17 @@ from worker.client import Client
 from worker.naming import IMAGE_SUFFIX_LIST
 from worker.redisio import Keys
 
-NAMES = ["a.JPG", "b.jpeg", "sub/c.tif", "sub/d.webp", "notes.txt", "scan.pdf", "sub/README"]
+NAMES = [
+    "a.JPG",
+    "b.jpeg",
+    "sub/c.tif",
+    "sub/d.webp",
+    "sub/e.HEIC",
+    "f.avif",
+    "notes.txt",
+    "scan.pdf",
+    "sub/README",
+]
 
 
 class StandIn:
@@ -56,7 +66,8 @@ def test_the_watcher_sends_what_p_takes_and_fails_the_rest_saying_why(tmp_path: 
         watcher.take(path)
 
     p_took = sorted(p.relative_to(folders["inbox"]).as_posix() for p in images)
-    assert sorted(stand_in.sent) == p_took == ["a.JPG", "b.jpeg", "sub/c.tif", "sub/d.webp"]
+    expected = ["a.JPG", "b.jpeg", "f.avif", "sub/c.tif", "sub/d.webp", "sub/e.HEIC"]
+    assert sorted(stand_in.sent) == p_took == expected
     failed = sorted(
         p.relative_to(folders["failed"]).as_posix() for p in folders["failed"].rglob("*")
     )

@@ -154,7 +154,7 @@ class Worker:
         return rel
 
 
-def make_worker(root: Path, inference: FixedMask) -> Worker:
+def make_worker(root: Path, inference: FixedMask, **settings_given: Any) -> Worker:
     folders = {name: root / name for name in ("inbox", "outbox", "failed", "done")}
     for folder in folders.values():
         folder.mkdir()
@@ -164,6 +164,7 @@ def make_worker(root: Path, inference: FixedMask) -> Worker:
         outbox=folders["outbox"],
         failed_dir=folders["failed"],
         done_dir=folders["done"],
+        **settings_given,
     )
 
     def sessions(model: str) -> Session:
@@ -262,6 +263,19 @@ def test_an_invalid_payload_fails_at_once(worker: Worker) -> None:
     assert record.state == "failed" and "crop_margin" in (record.error or "")
     assert worker.status.states("job-1") == ["failed"]
     assert worker.metrics.done == [("failed", "invalid")]
+
+
+def test_a_job_chooses_among_the_models_the_operator_offers(tmp_path: Path) -> None:
+    """CUTOUT_MODEL and CUTOUT_JOB_MODELS, and nothing else: each model costs the worker
+    its memory (and a download where auto-pull is on)."""
+    worker = make_worker(tmp_path, FixedMask(), job_models="silueta")
+    rel = worker.drop("a.jpg")
+    decision = worker.handle("job-1", input_path=rel, model="u2net")
+    assert isinstance(decision, Failed) and decision.kind == "job"
+    assert decision.reason == "model 'u2net' is not offered here; offered: u2netp, silueta"
+    assert worker.inference.calls == 0
+    decision = worker.handle("job-2", input_path=rel, model="silueta", output_path="b.png")
+    assert isinstance(decision, Succeeded) and decision.record.model == "silueta"
 
 
 def test_a_job_whose_worker_died_max_deliveries_times_is_poison(tmp_path: Path) -> None:

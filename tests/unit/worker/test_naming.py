@@ -8,8 +8,9 @@ import re
 from pathlib import Path, PurePath
 
 import pytest
+from PIL import Image
 
-from cutout.images import write_atomic
+from cutout.images import register_plugins, write_atomic
 from cutout.report import find_pairs
 from cutout_cli.p import find_files, plan
 from tests.conftest import ROOT
@@ -161,6 +162,14 @@ def test_p_and_report_take_the_same_files(tmp_path: Path) -> None:
     assert sorted(p.name for p, _ in find_pairs(tmp_path, IMAGE_SUFFIXES)) == [
         p.name for p in images
     ]
+
+
+def test_the_decoder_reads_every_listed_suffix() -> None:
+    """No name is taken that the decoder then refuses for its format: each suffix is one
+    Pillow (with the engine's plugins) knows."""
+    register_plugins()
+    known = Image.registered_extensions()
+    assert [s for s in IMAGE_SUFFIX_LIST if s not in known] == []
 
 
 def test_the_readme_lists_the_suffixes_the_code_takes() -> None:
