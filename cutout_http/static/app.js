@@ -112,7 +112,11 @@ $("#background").addEventListener("change", () => {
 
 function newCard(file) {
   const card = $("#job-template").content.firstElementChild.cloneNode(true);
-  card.querySelector(".original img").src = URL.createObjectURL(file);
+  const original = card.querySelector(".original img");
+  original.addEventListener("error", () => {
+    original.hidden = true; // not an image the browser shows (TIFF, or not an image at all)
+  });
+  original.src = URL.createObjectURL(file);
   card.querySelector(".name").textContent = file.name;
   $("#jobs").prepend(card);
   show(card, { state: "uploading" });

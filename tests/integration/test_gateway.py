@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cutout_cli.main import cli
-from tests.conftest import CAT, PHOTOS
+from tests.conftest import CAT, PHOTOS, ROOT
 from tests.gateway import RunningGateway, running_gateway
 from tests.service import Worker, running_worker
 
@@ -294,8 +297,85 @@ def test_the_gateway_bench_runs(gateway: RunningGateway, worker: Worker) -> None
     """A tiny run of bench/gateway.py's measurement on this gateway: it answers and adds."""
     from bench.gateway import measure
 
-    figures = measure(
-        gateway.url, worker.settings, CAT, rounds=1, burst=3, token=TOKEN, warm=0
-    )
+    figures = measure(gateway.url, worker.settings, CAT, rounds=1, burst=3, token=TOKEN, warm=0)
     assert figures["burst_answered"] == 3
     assert figures["gateway_p50_s"] > 0 and figures["direct_p50_s"] > 0
+
+
+def test_the_readmes_javascript_example_works_as_written(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    """The `fetch` example of README "The HTTP gateway", run by Node.js against this gateway."""
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("<!-- js-fetch -->\n```js\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "example.mjs").write_text(code.replace("http://127.0.0.1:7000/", gateway.url))
+    shutil.copy(CAT, tmp_path / "photo.jpg")
+    env = {**os.environ, "CUTOUT_HTTP_TOKEN": TOKEN}
+    node = shutil.which("node")
+    assert node, "install Node.js (apt-get install nodejs): the README's example runs on it"
+    done = subprocess.run(
+        [node, "example.mjs"], cwd=tmp_path, env=env, capture_output=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    with Image.open(tmp_path / "photo.png") as result:
+        corner = result.convert("RGBA").getpixel((0, 0))
+        assert result.format == "PNG" and corner[3] == 255 and min(corner) >= 250  # white
+
+
+# --- the page, in a real browser -----------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")  # the distribution's (apt-get install chromium)
+WATCH_STATES = """() => {
+  window.seenStates = [];
+  new MutationObserver((changes) => {
+    for (const change of changes) window.seenStates.push(change.target.dataset.state);
+  }).observe(document.querySelector("#jobs"), {
+    subtree: true, attributes: true, attributeFilter: ["data-state"],
+  });
+}"""
+
+
+def test_the_page_in_a_real_browser(gateway: RunningGateway, tmp_path: Path) -> None:
+    """Headless Chromium driven by Playwright: the token asked once, an image dropped, its
+    progress shown, the cut-out shown over the checkerboard and downloaded, then all as a
+    zip. Any script error on the page fails the test."""
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM.exists(), "install the distribution's browser: apt-get install chromium"
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            page = browser.new_page(accept_downloads=True)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(gateway.url)
+            page.fill("#token", TOKEN)
+            page.click("#token-form button")
+            expect(page.locator("#connection")).to_have_text("live")
+            page.reload()  # the token is kept: not asked again
+            expect(page.locator("#connection")).to_have_text("live")
+            expect(page.locator("#token-form")).to_be_hidden()
+
+            page.select_option("#format", "webp")
+            page.evaluate(WATCH_STATES)
+            page.set_input_files("#files", str(CAT))
+            card = page.locator(".job").first
+            expect(card).to_have_attribute("data-state", "succeeded", timeout=60_000)
+            expect(card.locator(".cutout")).to_be_visible()
+            assert card.locator(".cutout").evaluate("image => image.naturalWidth") > 0
+            states = page.evaluate("window.seenStates")
+            assert states[0] == "uploading" and states[-1] == "succeeded", states
+            assert {"queued", "started"} & set(states), states
+            expect(card.locator(".steps li.reached")).to_have_count(3)
+
+            with page.expect_download() as one:
+                card.locator(".download").click()
+            assert one.value.suggested_filename == "chelsea.webp"
+            assert Path(one.value.path()).read_bytes()[8:12] == b"WEBP"
+            with page.expect_download() as everything:
+                page.click("#download-all")
+            with zipfile.ZipFile(everything.value.path()) as zf:
+                assert zf.namelist() == ["chelsea.webp"]
+        finally:
+            browser.close()
+    assert not errors, errors
