@@ -27,7 +27,8 @@ def http_command(
     run as many as you like, on any host that reaches Redis.
 
     Beyond loopback it refuses to start without CUTOUT_HTTP_TOKEN or CUTOUT_HTTP_TOKENS.
-    Exit codes: 0 stopped on request; 3 invalid settings or Redis unusable.
+    While Redis is away it answers 503 and waits for it to come back. Exit codes: 0 stopped
+    on request; 3 invalid settings (an open gateway, a TLS Redis failing its handshake).
     """
     settings = get_settings(ctx)
     from cutout_http.app import create_app

@@ -83,7 +83,7 @@ def create_app(
             CORSMiddleware,
             allow_origins=list(config.cors_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Last-Event-ID"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
             expose_headers=["Content-Disposition", "Cutout-Job-Id", "Cutout-Skipped", "Location"],
         )
     app.add_middleware(MetricsMiddleware, metrics=gw.metrics)  # outermost: sees every answer

@@ -166,8 +166,9 @@ async def submit(gw: Gateway, upload: Upload, job_id: str) -> None:
     except JobError as exc:
         raise ApiError(422, str(exc), file=upload.name) from None
     except QUEUE_ERRORS as exc:
+        # Said in the log; the caller learns no host nor port of the service's Redis.
         log.warning("job not queued: %s", exc)
-        raise ApiError(503, f"the queue is unreachable: {exc}", file=upload.name) from None
+        raise ApiError(503, "the queue is unreachable; try again later", file=upload.name) from None
 
 
 def links(request: Request, job_id: str) -> dict[str, str]:
