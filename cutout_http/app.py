@@ -26,11 +26,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cutout.options import JOB_OPTIONS
-from cutout_http import page
+from cutout_http import events, page
+from cutout_http.common import ApiError, Gateway
 from cutout_http.config import GatewayConfig
 from cutout_http.hub import EventHub
 from cutout_http.metrics import GatewayMetrics, MetricsMiddleware
-from cutout_http.routes import ApiError, Gateway, operations, router
+from cutout_http.routes import operations, router
 from settings import Settings, load_settings
 from worker.client import Client
 from worker.presence import Presence, keep_beating
@@ -74,6 +75,7 @@ def create_app(
     )
     app.state.gateway = gw
     app.include_router(router)
+    app.include_router(events.router)
     app.include_router(operations)
     app.include_router(page.router)
     _handle_errors(app)

@@ -1,53 +1,47 @@
-"""The API: rembg's `POST /api/remove`, the job routes, the event stream, the zip of results.
+"""The API: rembg's `POST /api/remove`, the job routes, the zip of results, the options
+the page shows, and /metrics (the event stream is cutout_http.events).
 
-Every route answers errors as JSON, `{"error": ..., "file": ...}` and the job's `id` where
-there is one. The handlers never block the event loop: Redis and Celery calls run in the
-thread pool, and waiting for a job is a future the event hub (cutout_http.hub) resolves.
+Errors are JSON, `{"error": ..., "file": ...}` and the job's `id` where there is one. The
+handlers never block the event loop: Redis and Celery calls run in the thread pool, and
+waiting for a job is a future the event hub (cutout_http.hub) resolves.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import re
-import tempfile
 import uuid
-import zipfile
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 import redis
-from fastapi import APIRouter, Depends, Form, Header, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from kombu.exceptions import OperationalError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException
 
 from cutout.options import JOB_OPTIONS
-from cutout_http.config import GatewayConfig
+from cutout_http.common import AUTHORIZED, ApiError, Gateway, GatewayDep
 from cutout_http.fields import REMBG_COLOUR_HELP, FieldError, form_model, job_options
-from cutout_http.hub import EventHub, HubClosed
-from cutout_http.metrics import GatewayMetrics
-from cutout_http.upload import ACCEPTED, content_type, image_format, result_name
-from worker.client import Client
+from cutout_http.hub import HubClosed
+from cutout_http.media import (
+    ACCEPTED,
+    build_zip,
+    chunks,
+    content_type,
+    disposition,
+    image_format,
+    result_name,
+)
 from worker.jobs import SENDER_ERRORS, JobError, JobRecord, State
-from worker.naming import candidates
-from worker.status import StatusStore
 
 log = logging.getLogger(__name__)
 
 JOB_HEADER = "Cutout-Job-Id"
-KEEPALIVE_SECONDS = 15.0  # a comment line on a quiet stream: proxies keep it open
-RETRY_MS = 2000  # how soon an EventSource reconnects
-STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 ZIP_MAX_JOBS = 1000
-ZIP_IN_MEMORY = 32 * 1024 * 1024  # a bigger zip is spooled to a temp file
 # The queue's Redis or the broker is away (redis-py's and kombu's errors have no common base).
 QUEUE_ERRORS = (redis.RedisError, OperationalError, OSError)
 
@@ -58,74 +52,8 @@ else:
 UploadForm = Annotated[RemoveForm, Form(media_type="multipart/form-data")]
 
 
-@dataclass
-class Gateway:
-    """What every request needs: built once by the app factory, kept in app.state."""
-
-    config: GatewayConfig
-    client: Client
-    hub: EventHub
-    metrics: GatewayMetrics
-    option_defaults: dict[str, Any]  # the settings' values, shown by the page
-
-    @property
-    def status(self) -> StatusStore:
-        return self.client.status
-
-
-class ApiError(HTTPException):
-    """An answer other than success: its status, its JSON body and headers. An
-    HTTPException, so that FastAPI lets it through even from inside a body being read."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        *,
-        headers: dict[str, str] | None = None,
-        **fields: Any,
-    ) -> None:
-        super().__init__(status, error, headers)
-        self.body = {"error": error, **fields}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body, self.status_code, headers=self.headers)
-
-
-def gateway(request: Request) -> Gateway:
-    found: Gateway = request.app.state.gateway
-    return found
-
-
-GatewayDep = Annotated[Gateway, Depends(gateway)]
-bearer = HTTPBearer(
-    auto_error=False,
-    description="One of CUTOUT_HTTP_TOKEN / CUTOUT_HTTP_TOKENS; none is asked when neither "
-    "is set (the gateway then listens on loopback only).",
-)
-
-
-def authorized(
-    gw: GatewayDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> None:
-    tokens = gw.config.tokens
-    if not tokens:
-        return
-    given = (credentials.credentials if credentials else "").encode()
-    # Every token compared, in constant time: the answer's timing tells nothing.
-    matches = [hmac.compare_digest(given, token.encode()) for token in tokens]
-    if not any(matches):
-        raise ApiError(
-            401,
-            "a valid token is required: Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": 'Bearer realm="cutout"'},
-        )
-
-
-router = APIRouter(prefix="/api", dependencies=[Depends(authorized)])
-# Prometheus scrapes it with the same token (`authorization` in its scrape config).
-operations = APIRouter(dependencies=[Depends(authorized)], include_in_schema=False)
+router = APIRouter(prefix="/api", dependencies=AUTHORIZED)
+operations = APIRouter(dependencies=AUTHORIZED, include_in_schema=False)
 
 # --- uploads ---------------------------------------------------------------------------
 
@@ -195,12 +123,6 @@ def failure(record: JobRecord, status: int) -> ApiError:
         state=record.state,
         error_kind=record.error_kind,
     )
-
-
-def disposition(kind: str, name: str) -> str:
-    """A Content-Disposition any client reads: an ASCII name, and the real one (RFC 6266)."""
-    plain = name.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
-    return f"{kind}; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def image_response(record: JobRecord, data: bytes) -> Response:
@@ -397,135 +319,13 @@ async def results_zip(body: ZipRequest, gw: GatewayDep) -> StreamingResponse:
     if archive is None:
         raise ApiError(404, "none of these jobs has a result (not done, failed or expired)")
     return StreamingResponse(
-        _chunks(archive),
+        chunks(archive),
         media_type="application/zip",
         headers={
             "Content-Disposition": disposition("attachment", "cutouts.zip"),
             "Cutout-Skipped": str(skipped),
         },
     )
-
-
-def build_zip(status: StatusStore, ids: list[str]) -> tuple[IO[bytes] | None, int]:
-    """The zip (rewound), or None when no job had a result; and how many were skipped."""
-    archive: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=ZIP_IN_MEMORY)  # noqa: SIM115
-    unique = list(dict.fromkeys(ids))
-    taken: set[str] = set()
-    skipped = 0
-    # Stored, not deflated: PNG, WebP and JPEG are compressed already.
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-        for job_id in unique:
-            record = status.get(job_id)
-            data = status.fetch_result(job_id) if record and record.has_bytes else None
-            if record is None or data is None:
-                skipped += 1
-                continue
-            wanted = candidates(result_name(record.input, data))
-            name = next(c for c in wanted if c.casefold() not in taken)
-            taken.add(name.casefold())
-            zf.writestr(name, data)
-    if skipped == len(unique):
-        archive.close()
-        return None, skipped
-    archive.seek(0)
-    return archive, skipped
-
-
-def _chunks(archive: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    with archive:
-        while chunk := archive.read(size):
-            yield chunk
-
-
-# --- events --------------------------------------------------------------------------------
-
-
-@router.get(
-    "/events",
-    response_class=StreamingResponse,
-    summary="Job changes as Server-Sent Events",
-    responses={200: {"content": {"text/event-stream": {}}}},
-)
-async def events(
-    gw: GatewayDep,
-    job_ids: Annotated[
-        list[str] | None,
-        Query(alias="id", description="Only these jobs (repeat for several); else every job."),
-    ] = None,
-    last_event_id: Annotated[
-        str | None,
-        Header(description="Resume after this event (what an EventSource sends back)."),
-    ] = None,
-) -> StreamingResponse:
-    """One `job` event per change of any job's record (`data`: the record as JSON; `id`:
-    its position in the `cutout:events` stream). With `id=` the named jobs' current
-    records come first. Reconnecting with Last-Event-ID replays what was missed."""
-    resume = last_event_id if last_event_id and STREAM_ID.fullmatch(last_event_id) else None
-    wanted = frozenset(job_ids) if job_ids else None
-    return StreamingResponse(
-        event_stream(gw, wanted, resume),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-def sse(record: JobRecord, entry_id: str | None = None) -> str:
-    head = f"id: {entry_id}\n" if entry_id else ""
-    return f"{head}event: job\ndata: {record.model_dump_json()}\n\n"
-
-
-def _position(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-async def event_stream(
-    gw: Gateway, wanted: frozenset[str] | None, resume: str | None
-) -> AsyncIterator[str]:
-    # Subscribed first, then the catch-up read: nothing falls between the two.
-    with gw.hub.subscribe() as subscription:
-        yield f"retry: {RETRY_MS}\n\n"
-        seen = resume
-        for entry_id, record in await _catch_up(gw, wanted, resume):
-            if wanted is None or record.id in wanted:
-                yield sse(record, entry_id)
-            seen = entry_id or seen
-        getter: asyncio.Task[Any] | None = None
-        try:
-            while True:
-                # One pending get across keep-alives: cancelling a get could lose an event.
-                getter = getter or asyncio.ensure_future(subscription.next())
-                done, _ = await asyncio.wait({getter}, timeout=KEEPALIVE_SECONDS)
-                if not done:
-                    yield ": keep-alive\n\n"
-                    continue
-                event, getter = getter.result(), None
-                if event is None:
-                    return
-                entry_id, record = event
-                if seen is not None and _position(entry_id) <= _position(seen):
-                    continue  # sent by the catch-up already
-                if wanted is None or record.id in wanted:
-                    yield sse(record, entry_id)
-        finally:
-            if getter is not None:
-                getter.cancel()
-
-
-async def _catch_up(
-    gw: Gateway, wanted: frozenset[str] | None, resume: str | None
-) -> list[tuple[str | None, JobRecord]]:
-    """What was missed since `resume`, else the wanted jobs' current records."""
-    try:
-        if resume is not None:
-            missed = await run_in_threadpool(gw.status.entries_after, resume)
-            return [(entry_id, record) for entry_id, record in missed]
-        if wanted:
-            records = [await run_in_threadpool(gw.status.get, job_id) for job_id in wanted]
-            return [(None, r) for r in records if r is not None]
-    except redis.RedisError as exc:  # the live part may still come: the hub retries
-        log.warning("event stream catch-up failed: %s", exc)
-    return []
 
 
 # --- the page's questions ----------------------------------------------------------------

@@ -8,8 +8,8 @@ import socket
 import uvicorn
 from fastapi import FastAPI
 
+from cutout_http.common import Gateway
 from cutout_http.config import GatewayConfig
-from cutout_http.routes import Gateway
 
 # Seconds a stop waits for answers in flight (an upload still arriving, a result going out).
 GRACEFUL_SECONDS = 3

@@ -12,7 +12,7 @@ from PIL import Image
 from cutout_cli.main import cli
 from cutout_http.config import GatewayConfig, OpenGatewayError, is_loopback
 from cutout_http.fields import FieldError, job_options, rembg_colour
-from cutout_http.upload import content_type, image_format, result_name
+from cutout_http.media import content_type, image_format, result_name
 from settings import SettingsError, load_settings
 from tests.conftest import CAT
 
