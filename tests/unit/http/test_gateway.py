@@ -4,6 +4,8 @@ hidden, what its form accepts, what an upload is, and how results are named."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -119,3 +121,15 @@ def test_a_result_is_named_after_its_input_and_what_it_is() -> None:
     assert result_name("C:\\photos\\red.JPG", encoded("WEBP")) == "red.webp"
     assert result_name(None, png) == result_name("..", png) == "image.png"
     assert len(result_name("x" * 400 + ".jpg", png).encode()) <= 255
+
+
+def test_the_gateway_loads_no_engine() -> None:
+    """Built and ready to serve, the gateway has imported neither numpy nor ONNX Runtime: it
+    enqueues, the workers remove (lint-imports holds the imports; this, what runs)."""
+    code = (
+        "import sys; from cutout_http.app import create_app; create_app(); "
+        "print(sorted(m for m in ('numpy', 'onnxruntime', 'scipy', 'cutout.pipeline') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
