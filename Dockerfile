@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# cutout: one image for every service (worker, watch, flower, health); the command picks.
+# cutout: one image for every service (worker, watch, http, flower, health); the command picks.
 #   docker build -t cutout .                                  (model fetched on first start)
 #   docker build -t cutout --build-arg MODEL=u2net .          (model baked in, verified)
 #   docker build -t cutout:gpu --build-arg ONNXRUNTIME="onnxruntime-gpu[cuda,cudnn]" .
@@ -12,6 +12,7 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY cutout ./cutout
 COPY cutout_cli ./cutout_cli
+COPY cutout_http ./cutout_http
 COPY settings ./settings
 COPY worker ./worker
 COPY watcher ./watcher
@@ -45,8 +46,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 WORKDIR /home/cutout
 VOLUME ["/models", "/data"]
-EXPOSE 9808 9809
-# The worker's check by default; compose gives the watcher and flower their own.
+EXPOSE 7000 9808 9809
+# The worker's check by default; compose gives the watcher, flower and the gateway their own.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=90s --retries=3 \
     CMD ["sh", "-c", "cutout health --worker-host \"$HOSTNAME\""]
 ENTRYPOINT ["cutout"]

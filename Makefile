@@ -10,7 +10,7 @@ QUALITY_SET ?= ../shared/evalsets/pascal_s
 BENCH_MODEL ?= u2net
 BENCH_ARGS ?=
 
-.PHONY: run test lint models bench quality clean
+.PHONY: run test lint models bench bench-gateway quality clean
 
 # Create the virtual environment when missing; reinstall when pyproject.toml changes.
 # `make run` needs only the runtime; tests, lint and the harnesses add the dev extras.
@@ -53,6 +53,11 @@ quality: $(DEV)
 bench: $(DEV)
 	$(BIN)/cutout models pull $(BENCH_MODEL)
 	$(BIN)/python -m bench.speed --model $(BENCH_MODEL) $(BENCH_ARGS)
+
+## What the HTTP gateway costs (README "Performance"): 20 concurrent POST /api/remove, its
+## added p50 latency against the Client's, its RSS; bench/out/gateway.json. About a minute.
+bench-gateway: $(DEV) models
+	$(BIN)/python -m bench.gateway --model $(TEST_MODEL)
 
 lint: $(DEV)
 	$(BIN)/ruff check .

@@ -174,12 +174,22 @@ class Service:
 
 
 @contextmanager
-def service(root: Path, model: str, log: Path, settle: float | None = None) -> Iterator[Service]:
-    """`cutout up` on folders under root, with its own Redis, until the block ends."""
+def service(
+    root: Path,
+    model: str,
+    log: Path,
+    settle: float | None = None,
+    *,
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[Service]:
+    """`cutout up` (with `args`, in `env` over ours) on folders under root, with its own
+    Redis, until the block ends."""
     if root.exists():
         shutil.rmtree(root)
     for name in ("inbox", "outbox", "failed", "done", "state"):
         (root / name).mkdir(parents=True)
+    given = env or {}
     env = {
         **os.environ,
         "CUTOUT_MODEL": model,
@@ -187,11 +197,15 @@ def service(root: Path, model: str, log: Path, settle: float | None = None) -> I
         # Off: a service already running on this machine may hold the default ports.
         "CUTOUT_WORKER_METRICS_PORT": "0",
         "CUTOUT_WATCHER_METRICS_PORT": "0",
+        **given,
     }
     if settle is not None:
         env["CUTOUT_SETTLE_SECONDS"] = str(settle)
     folders = [f"--{name}={root / name}" for name in ("inbox", "outbox", "failed", "done")]
-    argv = [sys.executable, "-m", "cutout_cli", "up", *folders, f"--probe-url={CLOSED_PORT_URL}"]
+    argv = [
+        *(sys.executable, "-m", "cutout_cli", "up", *folders, *args),
+        f"--probe-url={CLOSED_PORT_URL}",
+    ]
     with log.open("ab") as out:
         process = subprocess.Popen(
             argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

@@ -86,8 +86,30 @@ def watcher_checks(watchers: list[dict[str, Any]], required: bool) -> list[Check
     ]
 
 
+def gateway_checks(gateways: list[dict[str, Any]], required: bool) -> list[Check]:
+    """Listed when there are some, or when one is required: most services run none."""
+    if not gateways:
+        return [Check("gateway", False, "no gateway heartbeat", required)] if required else []
+    return [
+        Check(
+            "gateway",
+            True,
+            f"{g.get('host')} pid {g.get('pid')}: {g.get('url')} "
+            f"({'token asked' if g.get('auth') else 'no token'}), "
+            f"beat {time.time() - g.get('time', 0):.0f} s ago",
+            required,
+        )
+        for g in gateways
+    ]
+
+
 def run_checks(
-    settings: Settings, *, worker_host: str | None, need_watcher: bool, need_worker: bool
+    settings: Settings,
+    *,
+    worker_host: str | None,
+    need_watcher: bool,
+    need_worker: bool,
+    need_gateway: bool = False,
 ) -> list[Check]:
     broker_ok, broker = ping(settings.broker_url)
     checks = [Check("broker", broker_ok, broker)]
@@ -103,6 +125,8 @@ def run_checks(
             check.required = need_worker
         checks += workers
         checks += watcher_checks(presence.alive("watcher"), need_watcher)
+        gateways = [g for g in presence.alive("gateway") if still_running(g)]
+        checks += gateway_checks(gateways, need_gateway)
     return checks
 
 
@@ -110,6 +134,7 @@ def run_checks(
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.option("--worker-host", help="Require a live worker whose name contains this text.")
 @click.option("--watcher", "need_watcher", is_flag=True, help="Require a watcher heartbeat.")
+@click.option("--gateway", "need_gateway", is_flag=True, help="Require an HTTP gateway heartbeat.")
 @click.option("--no-worker", is_flag=True, help="Do not require a worker (e.g. for the watcher).")
 @click.pass_context
 def health_command(
@@ -119,15 +144,21 @@ def health_command(
     as_json: bool,
     worker_host: str | None,
     need_watcher: bool,
+    need_gateway: bool,
     no_worker: bool,
 ) -> None:
-    """Check Redis, a live worker with its model and provider, and the watcher's heartbeat.
+    """Check Redis, a live worker with its model and provider, and the heartbeats of the
+    watcher and of the HTTP gateways.
 
     Exit 0 when every required check passes, else 1.
     """
     settings = get_settings(ctx)
     checks = run_checks(
-        settings, worker_host=worker_host, need_watcher=need_watcher, need_worker=not no_worker
+        settings,
+        worker_host=worker_host,
+        need_watcher=need_watcher,
+        need_worker=not no_worker,
+        need_gateway=need_gateway,
     )
     healthy = all(c.ok for c in checks if c.required)
     if as_json:

@@ -21,6 +21,7 @@ COMMANDS = {
     "status": "cutout_cli.status:status",
     "flower": "cutout_cli.flower:flower_command",
     "health": "cutout_cli.health:health_command",
+    "http": "cutout_cli.http:http_command",
     "models": "cutout_cli.models:models",
     "report": "cutout_cli.report:report_command",
 }

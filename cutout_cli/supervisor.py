@@ -37,6 +37,7 @@ POLL_INTERVAL = 0.2
 
 # The ordered stop fits in 30 s, what service managers commonly wait before killing.
 WATCHER_GRACE = 3.0  # it only has to stop taking files
+GATEWAY_GRACE = 3.0  # it stops taking requests at once; answers in flight get this long
 WORKER_GRACE = 18.0  # Celery's warm shutdown: the jobs in flight finish
 COLD_GRACE = 4.0  # then its cold shutdown: they are cancelled and handed back to the queue
 FLOWER_GRACE = 2.0
@@ -295,7 +296,11 @@ class Child:
     # Sent when the grace is over, before SIGKILL: Celery's cold shutdown requeues the jobs
     # it cancels at once, where a killed worker's jobs wait out the visibility timeout.
     cold_signal: signal.Signals | None = None
+    # Told to stop together with the others that say so, before the ordered stop: those
+    # that only take work in (the watcher, the gateway) need not wait for one another.
+    front: bool = False
     process: subprocess.Popen[bytes] | None = None
+    _deadline: float | None = field(default=None, init=False, repr=False)
 
     def start(self, base_env: Mapping[str, str]) -> None:
         self.process = subprocess.Popen(
@@ -306,11 +311,19 @@ class Child:
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
 
+    def terminate(self) -> None:
+        """SIGTERM now; stop() then waits what is left of the grace."""
+        if self.process is None or self.process.poll() is not None or self._deadline:
+            return
+        self.process.terminate()
+        self._deadline = time.monotonic() + self.grace
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
-        if exits_within(self.process, self.grace):
+        self.terminate()
+        left = (self._deadline or time.monotonic()) - time.monotonic()
+        if exits_within(self.process, max(0.0, left)):
             return
         if self.cold_signal is not None:
             log.warning("%s still running after %g s: cold shutdown", self.name, self.grace)
@@ -327,13 +340,24 @@ def cutout_argv(*args: str, debug: bool = False) -> list[str]:
 
 
 def children(
-    *, concurrency: int | None, flower_password: str | None, with_flower: bool, debug: bool
+    *,
+    concurrency: int | None,
+    flower_password: str | None,
+    with_flower: bool,
+    debug: bool,
+    with_http: bool = False,
 ) -> list[Child]:
-    """In stop order: the watcher stops taking files before the worker drains its jobs.
-    Start order does not matter (the queue holds jobs until a worker takes them)."""
+    """In stop order: the gateway and the watcher stop taking work (together) before the
+    worker drains its jobs. Start order does not matter (the queue holds jobs until a
+    worker takes them)."""
     worker_args = ["worker", *(["-c", str(concurrency)] if concurrency else [])]
     found = [
-        Child("watcher", cutout_argv("watch", debug=debug), WATCHER_GRACE),
+        *(
+            [Child("gateway", cutout_argv("http", debug=debug), GATEWAY_GRACE, front=True)]
+            if with_http
+            else []
+        ),
+        Child("watcher", cutout_argv("watch", debug=debug), WATCHER_GRACE, front=True),
         Child(
             "worker",
             cutout_argv(*worker_args, debug=debug),
@@ -428,6 +452,9 @@ class Supervisor:
 
     def _stop_children(self) -> None:
         for child in self.children:
+            if child.front:
+                child.terminate()
+        for child in self.children:
             child.stop()
 
 
@@ -446,6 +473,7 @@ def serve(
     concurrency: int | None = None,
     with_flower: bool = False,
     flower_password: str | None = None,
+    with_http: bool = False,
     debug: bool = False,
 ) -> int:
     """The whole service in the foreground; EXIT_OK after a requested stop, EXIT_FAILED when
@@ -459,6 +487,7 @@ def serve(
             flower_password=flower_password,
             with_flower=with_flower,
             debug=debug,
+            with_http=with_http,
         )
         supervisor = Supervisor(plan, stop, redis_in_use.private)
         code = supervisor.run(child_env(settings, redis_in_use.url))

@@ -39,6 +39,15 @@ def flower_password(settings: Settings) -> str | None:
     return password
 
 
+def gateway_banner(settings: Settings) -> None:
+    """Where the page is; an open gateway is refused here, before anything starts."""
+    from cutout_http.config import GatewayConfig
+
+    config = GatewayConfig.from_settings(settings)
+    auth = "token asked" if config.tokens else "no token: loopback only"
+    click.echo(f"Gateway and page: {config.url} ({auth})")
+
+
 def flower_url(settings: Settings) -> str:
     return f"http://{settings.flower_address}:{settings.flower_port}/"
 
@@ -49,6 +58,7 @@ def flower_url(settings: Settings) -> str:
 @click.option("--failed", type=FOLDER, help="Failed inputs [CUTOUT_FAILED_DIR].")
 @click.option("--done", type=FOLDER, help="Inputs once processed [CUTOUT_DONE_DIR].")
 @click.option("--flower", "with_flower", is_flag=True, help="Run Flower too (basic auth).")
+@click.option("--http", "with_http", is_flag=True, help="Run the HTTP gateway and its page too.")
 @click.option(
     "-c", "--concurrency", type=click.IntRange(min=1), help="Worker processes [CUTOUT_CONCURRENCY]."
 )
@@ -65,11 +75,13 @@ def up_command(
     failed: Path | None,
     done: Path | None,
     with_flower: bool,
+    with_http: bool,
     concurrency: int | None,
     probe_url: str | None,
 ) -> None:
     """Run the whole service in the foreground: Redis (a private one when none is configured
-    or running), a worker, the watcher and, with --flower, Flower. Ctrl-C stops it all.
+    or running), a worker, the watcher, with --http the HTTP gateway and its page, and with
+    --flower Flower. Ctrl-C stops it all.
 
     Exit codes: 0 stopped on request; 1 a part of the service died; 3 Redis unusable.
     """
@@ -82,6 +94,8 @@ def up_command(
         logging.getLogger(supervisor.__name__).setLevel(logging.INFO)
     password = flower_password(settings) if with_flower else None
     with reporting(ctx):
+        if with_http:
+            gateway_banner(settings)
         check_tls(settings)
         code = supervisor.serve(
             settings,
@@ -90,6 +104,7 @@ def up_command(
             concurrency=concurrency,
             with_flower=with_flower,
             flower_password=password,
+            with_http=with_http,
             debug=debug,
         )
     ctx.exit(code)

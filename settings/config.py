@@ -30,7 +30,10 @@ REDIS_URL_HELP = "redis://[:password@]host:port/db, rediss://... (TLS) or unix:/
 KEY_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 KEY_PREFIX_HELP = "1 to 64 characters among ASCII letters, digits, _ . and -"
 # What an error message about settings may never show as given.
-SECRET_FIELDS = frozenset({"flower_password"})
+SECRET_FIELDS = frozenset({"flower_password", "http_token", "http_tokens"})
+HTTP_TOKEN_MIN_CHARS = 16
+# .env.example's stand-in for docker compose: a gateway never runs with it.
+TOKEN_PLACEHOLDER = "change-me"
 URL_FIELDS = frozenset({"broker_url", "result_backend"})
 
 
@@ -224,6 +227,31 @@ class Settings(BaseSettings):
     flower_password: SecretStr | None = Field(
         None, description="Flower basic-auth password; Flower refuses to start without one."
     )
+    # --- HTTP gateway ---
+    http_address: str = Field(
+        "127.0.0.1",
+        description="Address the HTTP gateway listens on; beyond loopback it needs a token.",
+    )
+    http_port: int = Field(7000, ge=1, le=65535, description="Port of the HTTP gateway.")
+    http_token: SecretStr | None = Field(
+        None, description="Bearer token the HTTP gateway asks of every API call."
+    )
+    http_tokens: SecretStr | None = Field(
+        None,
+        description="Several bearer tokens, comma-separated (one per app), accepted besides "
+        "CUTOUT_HTTP_TOKEN.",
+    )
+    http_wait_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds POST /api/remove waits for its job before answering 504 with the "
+        "job's id.",
+    )
+    http_cors_origins: str = Field(
+        "",
+        description="Web origins (comma-separated, or *) whose pages may call the gateway "
+        "from a browser; none by default.",
+    )
 
     @field_validator("model")
     @classmethod
@@ -306,6 +334,15 @@ class Settings(BaseSettings):
                 setattr(self, name, verified)
         return self
 
+    @field_validator("http_token", "http_tokens")
+    @classmethod
+    def _tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        tokens = [] if value is None else value.get_secret_value().split(",")
+        tokens = [token.strip() for token in tokens if token.strip()]
+        for token in tokens:
+            _check_token(token)
+        return value if tokens else None  # set but empty (`CUTOUT_HTTP_TOKEN=`): none
+
     @field_validator("allowed_roots")
     @classmethod
     def _roots(cls, value: str) -> str:
@@ -334,6 +371,13 @@ class Settings(BaseSettings):
         return ",".join(names)
 
     @property
+    def http_token_list(self) -> list[str]:
+        """Every bearer token the gateway accepts; empty: none is asked for."""
+        given = [self.http_token, self.http_tokens]
+        text = ",".join(secret.get_secret_value() for secret in given if secret is not None)
+        return [token.strip() for token in text.split(",") if token.strip()]
+
+    @property
     def status_url(self) -> str:
         """The Redis that holds job records and events: the result backend's."""
         return self.result_backend or self.broker_url
@@ -355,6 +399,17 @@ class Settings(BaseSettings):
     def provider_list(self) -> list[str] | None:
         """The providers asked for, or None for the automatic choice."""
         return None if self.providers == "auto" else self.providers.split(",")
+
+
+def _check_token(token: str) -> None:
+    hint = "e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if token.lower().startswith(TOKEN_PLACEHOLDER):
+        raise ValueError(f"still the placeholder of .env.example; choose a secret ({hint})")
+    if len(token) < HTTP_TOKEN_MIN_CHARS or not token.isprintable() or " " in token:
+        raise ValueError(
+            f"a token is at least {HTTP_TOKEN_MIN_CHARS} printable characters without "
+            f"spaces ({hint})"
+        )
 
 
 def verified_tls_url(url: str, ca_file: Path | None) -> str:

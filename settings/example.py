@@ -9,7 +9,7 @@ from settings.config import ENV_PREFIX, Settings
 
 HEADER = """\
 # cutout: copy to .env and edit. docker compose and `cutout` both read it.
-# Passwords: required by docker-compose.yml.
+# Passwords and tokens: required by docker-compose.yml.
 REDIS_PASSWORD=change-me
 FLOWER_USER=admin
 FLOWER_PASSWORD=change-me-too
@@ -18,6 +18,11 @@ DATA_DIR=./data
 # Flower's published address and port (loopback: not reachable from other hosts).
 FLOWER_BIND=127.0.0.1
 FLOWER_PORT=5555
+# The HTTP gateway's bearer tokens (comma-separated, 16+ characters each; e.g. from
+# python3 -c "import secrets; print(secrets.token_urlsafe(32))"), its published address and port.
+HTTP_TOKENS=change-me-to-a-long-random-string
+HTTP_BIND=127.0.0.1
+HTTP_PORT=7000
 
 # Every setting, with its default (see README, Settings). Uncomment to change.
 """

@@ -77,12 +77,22 @@ class Client:
         """
         return self._send({"input_path": os.fspath(path), **options}, job_id)
 
-    def submit_bytes(self, data: bytes, *, name: str | None = None, **options: Any) -> str:
-        """Enqueue an image sent inline; without output_path the result comes back as bytes."""
+    def submit_bytes(
+        self,
+        data: bytes,
+        *,
+        name: str | None = None,
+        job_id: str | None = None,
+        **options: Any,
+    ) -> str:
+        """Enqueue an image sent inline; without output_path the result comes back as bytes.
+
+        Choosing the job id lets a caller start following the job before it exists.
+        """
         payload = {"input_data": base64.b64encode(data).decode("ascii"), **options}
         if name is not None:
             payload["input_name"] = name
-        return self._send(payload, None)
+        return self._send(payload, job_id)
 
     def wait(self, job_id: str, timeout: float = 60.0) -> JobResult:
         """The job's final record (and bytes, when it returned them); WaitTimeout if none."""
@@ -118,7 +128,9 @@ class Client:
         day: it says what happened instead (unless a worker has it after all: a publish can
         fail after the broker took the message). Re-sending the same id runs the job."""
         with suppress(Exception):  # the status Redis may be the one that is down
-            self.status.update_if(job_id, "queued", "failed", error=f"not queued: {exc}")
+            self.status.update_if(
+                job_id, "queued", "failed", error=f"not queued: {exc}", error_kind="unsent"
+            )
 
     def _result(self, record: JobRecord) -> JobResult:
         data = self.status.fetch_result(record.id) if record.has_bytes else None

@@ -102,7 +102,7 @@ class JobHandler:
         try:
             job = parse_job(dict(kwargs), inline_max_bytes=self.inline_max_bytes)
         except JobError as exc:
-            self.status.update(job_id, "failed", error=str(exc))
+            self.status.update(job_id, "failed", error=str(exc), error_kind="invalid")
             self.metrics.failed("invalid")
             return Failed(str(exc), "invalid")
         done = self.status.get(job_id)
@@ -138,6 +138,7 @@ class JobHandler:
             duration=round(outcome.duration, 3),
             has_bytes=outcome.data is not None,
             error=None,
+            error_kind=None,
         )
         self.status.end_attempt(job_id)
         self.metrics.succeeded(outcome.pixels, outcome.duration)
@@ -145,7 +146,7 @@ class JobHandler:
         return Succeeded(record)
 
     def _fail(self, job_id: str, job: RemoveJob, reason: str, kind: str) -> Failed:
-        self.status.update(job_id, "failed", error=reason)
+        self.status.update(job_id, "failed", error=reason, error_kind=kind)
         self.status.end_attempt(job_id)
         self.metrics.failed(kind)
         log.warning("%s failed: %s", job.label, reason)

@@ -18,6 +18,20 @@ from cutout.models import MODELS
 from cutout.options import JOB_OPTIONS, RefineMode, option, parse_background
 
 TASK_NAME = "cutout.remove"
+# A failed job's `error_kind`: the image or the request was at fault (the first five; the
+# sender may fix it), or the service was (the rest; sending it again later may work).
+ERROR_KINDS = (
+    "image",
+    "job",
+    "output",
+    "invalid",
+    "poison",
+    "timeout",
+    "model",
+    "transient",
+    "unsent",
+)
+SENDER_ERRORS = frozenset(ERROR_KINDS[:5])
 State = Literal["queued", "started", "retrying", "succeeded", "failed"]
 STATES: tuple[State, ...] = ("queued", "started", "retrying", "succeeded", "failed")
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed"})
@@ -155,6 +169,10 @@ class JobRecord(BaseModel):
     output: str | None = None
     model: str | None = None
     error: str | None = None
+    error_kind: str | None = Field(
+        None,
+        description="Why a failed job failed, one of ERROR_KINDS (the metric's reason label).",
+    )
     worker: str | None = None
     attempts: int = 0
     created: datetime | None = None

@@ -215,12 +215,30 @@ class StatusStore:
     ) -> tuple[bytes | str, list[JobRecord]]:
         """One read of the event stream: the records after position `after` (waiting up
         to block_ms for some), and the position to read from next time."""
+        after, entries = self.read_entries(after, block_ms=block_ms)
+        return after, [record for _, record in entries]
+
+    def read_entries(
+        self, after: bytes | str, *, block_ms: int = 1000
+    ) -> tuple[bytes | str, list[tuple[str, JobRecord]]]:
+        """As read_events, with each record's position in the stream (its entry id)."""
         reply = self.client.xread({self.keys.events: after}, count=EVENTS_BATCH, block=block_ms)
-        records = []
+        entries = []
         for entry_id, fields in _entries(reply):
             after = entry_id
-            records.append(JobRecord.model_validate_json(fields[b"record"]))
-        return after, records
+            entries.append((_text(entry_id), JobRecord.model_validate_json(fields[b"record"])))
+        return after, entries
+
+    def entries_after(
+        self, position: str, limit: int = EVENTS_MAXLEN
+    ) -> list[tuple[str, JobRecord]]:
+        """The events after `position` that the stream still holds, oldest first (at most
+        `limit`): what a follower that lost its connection missed."""
+        reply = self.client.xrange(self.keys.events, min=f"({position}", count=limit)
+        return [
+            (_text(entry_id), JobRecord.model_validate_json(fields[b"record"]))
+            for entry_id, fields in _entries([(self.keys.events, reply)])
+        ]
 
     def stream_position(self) -> bytes | str:
         """The position of the newest event: reading from it gives only what comes next."""

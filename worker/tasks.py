@@ -197,7 +197,7 @@ def _record_refusal(job_id: str, reason: str) -> None:
         store = _state.status()
         current = store.get(job_id)
         if current is None or not current.done:
-            store.update(job_id, "failed", error=reason)
+            store.update(job_id, "failed", error=reason, error_kind="invalid")
     except redis.RedisError as error:  # the message is dropped all the same
         log.warning("job %s: %s, and not recorded (%s)", job_id, reason, error)
 

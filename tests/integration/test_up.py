@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -204,14 +205,23 @@ def test_private_redis_serves_and_keeps_its_data_and_port(
     assert again.group_gone() and not answers(url)
 
 
-def test_image_dropped_in_the_inbox_comes_out(start_up: StartUp, tmp_path: Path) -> None:
-    up = start_up("-c", "1")
+def test_image_dropped_in_the_inbox_or_posted_to_the_gateway_comes_out(
+    start_up: StartUp, tmp_path: Path
+) -> None:
+    port = free_port()
+    up = start_up("-c", "1", "--http", env={"CUTOUT_HTTP_PORT": str(port)})
     up.wait_ready()
     shutil.copy(CAT, tmp_path / "inbox" / "cat.jpg")
     up.wait_for(r"done cat\.jpg")
     assert (tmp_path / "outbox" / "cat.png").is_file()
     assert (tmp_path / "done" / "cat.jpg").is_file()
     assert not (tmp_path / "inbox" / "cat.jpg").exists()
+
+    gateway = f"http://127.0.0.1:{port}/"
+    assert f"Gateway and page: {gateway} (no token" in up.text()
+    assert wait_for_http(gateway, up) == 200  # the page
+    answer = httpx.post(f"{gateway}api/remove", files={"file": CAT.read_bytes()}, timeout=60)
+    assert answer.status_code == 200 and answer.content.startswith(b"\x89PNG")
     assert up.stop(signal.SIGTERM) == 0, up.text()[-4000:]
     assert up.group_gone()
 
@@ -284,7 +294,7 @@ def wait_for_http(url: str, up: Up, timeout: float = 60) -> int:
             return http_status(url)
         except OSError:
             assert up.process.poll() is None, up.text()[-4000:]
-            assert time.monotonic() < deadline, "flower did not start"
+            assert time.monotonic() < deadline, f"nothing answers at {url}"
             time.sleep(0.2)
 
 

@@ -1,17 +1,21 @@
 """Every surface offers every removal option declared in cutout.options, with its default,
-help and limits: the settings, `cutout i`/`p`/`submit`/`report`, the task payload and
-`remove()`. An option added to the declaration and forgotten in one place fails here."""
+help and limits: the settings, `cutout i`/`p`/`submit`/`report`, the task payload, the HTTP
+gateway's form and `remove()`. An option added to the declaration and forgotten in one place
+fails here."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import io
 import subprocess
 import sys
 from typing import Any
 
 import click
 import pytest
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 
 from cutout import api
 from cutout.options import (
@@ -30,6 +34,7 @@ from cutout_cli.options import collect
 from cutout_cli.p import p_command
 from cutout_cli.report import REPORT_OPTIONS, report_command
 from cutout_cli.submit import submit_command
+from cutout_http.fields import REMBG_ALIASES, form_model, job_options
 from settings import Settings, SettingsError, engine, load_settings
 from settings.config import env_name
 from worker.jobs import JobError, RemoveJob, parse_job
@@ -133,6 +138,37 @@ def test_commands_take_the_options(command: click.Command, options: tuple[Option
         assert set(opt.cli_flags) <= set(param.opts), opt.name
         assert param.default is None, f"{opt.name}: not given must mean the setting"
         assert env_name(opt.setting_name) in (param.help or "")
+
+
+def _form(**fields: str) -> dict[str, Any]:
+    """The gateway's form as a browser or curl sends it: every value a string."""
+    upload = UploadFile(io.BytesIO(b""), filename="a.jpg")
+    form = form_model().model_validate({"file": upload, **fields})
+    return {name: getattr(form, name) for name in type(form).model_fields if name != "file"}
+
+
+@pytest.mark.parametrize("opt", JOB_OPTIONS, ids=lambda o: o.name)
+def test_the_gateway_form_takes_every_option_a_job_may_set(opt: Option) -> None:
+    field = form_model().model_fields[opt.name]
+    assert (field.default, field.description) == (None, opt.help)
+    assert job_options(_form(**{opt.name: str(CHANGED[opt.name])})) == {opt.name: CHANGED[opt.name]}
+    for bad in _out_of_range(opt):
+        with pytest.raises(ValidationError, match=opt.name):
+            _form(**{opt.name: str(bad)})
+
+
+def test_the_gateway_form_takes_rembgs_names_for_ours() -> None:
+    """`rembg s`'s form fields, mapped onto the options they mean, with the options' limits."""
+    rembg = {"om": "true", "ppm": "true", "af": "200", "ab": "20", "ae": "4", "a": "true"}
+    assert job_options(_form(**rembg, bgc="16,32,48,255", model="u2netp")) == {
+        "model": "u2netp",
+        **{name: CHANGED[name] for name in REMBG_ALIASES.values()},
+        "refine": "matting",
+        "background": "#102030ff",
+    }
+    for alias, name in REMBG_ALIASES.items():
+        bounds = form_model().model_fields[alias].metadata
+        assert bounds == form_model().model_fields[name].metadata, alias
 
 
 def test_the_command_line_reaches_the_engine() -> None:

@@ -29,8 +29,8 @@ def compose() -> dict[str, Any]:
     return load("docker-compose.yml")
 
 
-def test_services_are_redis_worker_watcher_flower(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"redis", "worker", "watcher", "flower"}
+def test_services_are_redis_worker_watcher_flower_gateway(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"redis", "worker", "watcher", "flower", "gateway"}
 
 
 def test_redis_persists_never_evicts_needs_a_password_and_is_checked(
@@ -63,6 +63,20 @@ def test_flower_has_auth_and_is_published_on_loopback_only(compose: dict[str, An
     assert flower["environment"]["CUTOUT_FLOWER_PASSWORD"].startswith("${FLOWER_PASSWORD:?")
     (port,) = flower["ports"]
     assert port.startswith("${FLOWER_BIND:-127.0.0.1}:")
+
+
+def test_gateway_asks_for_a_token_and_is_published_on_loopback_only(
+    compose: dict[str, Any],
+) -> None:
+    gateway = compose["services"]["gateway"]
+    assert gateway["command"] == ["http"]
+    assert gateway["environment"]["CUTOUT_HTTP_TOKENS"].startswith("${HTTP_TOKENS:?")
+    (port,) = gateway["ports"]
+    assert port.startswith("${HTTP_BIND:-127.0.0.1}:") and port.endswith(":7000")
+    assert "cutout health" in " ".join(gateway["healthcheck"]["test"])
+    assert "--gateway" in " ".join(gateway["healthcheck"]["test"])
+    assert gateway["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert gateway["volumes"] == []  # no model, no folders: it only enqueues
 
 
 def test_broker_url_carries_the_redis_password(compose: dict[str, Any]) -> None:
