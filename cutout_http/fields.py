@@ -21,6 +21,7 @@ REMBG_ALIASES: dict[str, str] = {
     "af": "matting_fg_threshold",
     "ab": "matting_bg_threshold",
     "ae": "matting_erode_size",
+    "dc": "decontaminate",
 }
 # And the two that are not: `a` turns matting on, `bgc` is a colour as R,G,B[,A].
 REMBG_MATTING_HELP = "rembg's alpha matting: true is refine=matting."
@@ -28,7 +29,7 @@ REMBG_COLOUR_HELP = (
     "rembg's background colour, R,G,B,A from 0 to 255 (A may be left out); "
     "taken from the query string too, as rembg does."
 )
-FILE_HELP = "The image: JPEG, PNG, WebP, GIF, BMP or TIFF."
+FILE_HELP = "The image: JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF."
 
 
 class FieldError(CutoutError, ValueError):

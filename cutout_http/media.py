@@ -27,7 +27,21 @@ SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", "tiff"),
     (b"MM\x00*", "tiff"),
 )
-ACCEPTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+# HEIF and AVIF are ISO boxes: `ftyp` at byte 4, then the major brand (HEIC's phones write
+# heic or mif1; AVIF avif, or avis for a sequence).
+HEIF_BRANDS = {
+    b"heic": "heic",
+    b"heix": "heic",
+    b"heim": "heic",
+    b"heis": "heic",
+    b"hevc": "heic",
+    b"hevx": "heic",
+    b"mif1": "heic",
+    b"msf1": "heic",
+    b"avif": "avif",
+    b"avis": "avif",
+}
+ACCEPTED = "JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC/HEIF or AVIF"
 CONTENT_TYPES = {
     "png": "image/png",
     "webp": "image/webp",
@@ -35,6 +49,8 @@ CONTENT_TYPES = {
     "gif": "image/gif",
     "bmp": "image/bmp",
     "tiff": "image/tiff",
+    "heic": "image/heic",
+    "avif": "image/avif",
 }
 DEFAULT_STEM = "image"
 
@@ -43,6 +59,8 @@ def image_format(data: bytes) -> str | None:
     """The format the bytes start as, or None when they start as no image we take."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
+    if data[4:8] == b"ftyp":
+        return HEIF_BRANDS.get(data[8:12])
     return next((fmt for signature, fmt in SIGNATURES if data.startswith(signature)), None)
 
 

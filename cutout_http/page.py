@@ -9,6 +9,8 @@ from importlib.resources import files
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from worker.naming import IMAGE_SUFFIX_LIST
+
 router = APIRouter(include_in_schema=False)
 ASSETS = {
     "index.html": "text/html; charset=utf-8",
@@ -26,7 +28,9 @@ SECURITY_HEADERS = {
 
 @cache
 def asset(name: str) -> bytes:
-    return files("cutout_http").joinpath("static", name).read_bytes()
+    data = files("cutout_http").joinpath("static", name).read_bytes()
+    # The file picker offers what the watch folder and `cutout p` take: the one list.
+    return data.replace(b"__IMAGE_SUFFIXES__", ",".join(IMAGE_SUFFIX_LIST).encode())
 
 
 def _answer(name: str) -> Response:

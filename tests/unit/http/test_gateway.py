@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from cutout.images import register_plugins
 from cutout_cli.main import cli
 from cutout_http.config import GatewayConfig, OpenGatewayError, is_loopback
 from cutout_http.fields import FieldError, job_options, rembg_colour
@@ -94,15 +95,16 @@ def test_a_background_is_a_colour_transparent_or_blur_never_a_path() -> None:
 
 
 def encoded(fmt: str, mode: str = "RGB") -> bytes:
+    register_plugins()  # HEIF's encoder (pillow-heif), as the decoder registers it
     out = io.BytesIO()
-    Image.new(mode, (4, 4)).save(out, format=fmt)
+    Image.new(mode, (16, 16)).save(out, format=fmt)
     return out.getvalue()
 
 
 @pytest.mark.parametrize(
     ("fmt", "expected"),
     [("JPEG", "jpg"), ("PNG", "png"), ("WEBP", "webp"), ("GIF", "gif"), ("BMP", "bmp"),
-     ("TIFF", "tiff")],
+     ("TIFF", "tiff"), ("HEIF", "heic"), ("AVIF", "avif")],
 )  # fmt: skip
 def test_an_upload_is_known_by_its_first_bytes(fmt: str, expected: str) -> None:
     assert image_format(encoded(fmt)) == expected
@@ -133,3 +135,13 @@ def test_the_gateway_loads_no_engine() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_page_offers_the_files_the_service_takes() -> None:
+    """The page's file picker lists the one suffix list (worker.naming), HEIC and AVIF too."""
+    from cutout_http.page import asset
+    from worker.naming import IMAGE_SUFFIX_LIST
+
+    page = asset("index.html").decode()
+    accept = page.split('accept="', 1)[1].split('"', 1)[0].split(",")
+    assert set(IMAGE_SUFFIX_LIST) <= set(accept) and {".heic", ".avif"} <= set(accept)
