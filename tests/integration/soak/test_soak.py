@@ -172,8 +172,12 @@ class Soak:
             fault()
 
     def outputs(self) -> list[str]:
+        """The outputs under their final names. A worker killed while writing may leave its
+        hidden `.<name>.<hex>.tmp` (README "Guarantees"): never under a final name."""
         outbox = self.folders.outbox
-        return sorted(p.relative_to(outbox).as_posix() for p in outbox.rglob("*") if p.is_file())
+        files = [p.relative_to(outbox) for p in outbox.rglob("*") if p.is_file()]
+        left = [f for f in files if f.name.startswith(".") and f.name.endswith(".tmp")]
+        return sorted(f.as_posix() for f in files if f not in left)
 
     def expected_outputs(self) -> list[str]:
         again = [second(n, ".png") for n in self.repeats]
