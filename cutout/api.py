@@ -13,7 +13,7 @@ from PIL import Image
 from cutout import store
 from cutout.images import ImageInput
 from cutout.models import default_home, get_model
-from cutout.options import Background, merged, parse_format
+from cutout.options import Background, merged, option, parse_format
 from cutout.pipeline import Remover
 from cutout.session import Session, open_session
 
@@ -27,11 +27,15 @@ def new_session(
     threads: int = 0,
     auto_pull: bool = True,
     mirror: str | None = None,
+    precision: str = "fp32",
 ) -> Session:
     """A loaded model, cached per process: call it once and pass it to every `remove()`.
 
     `model_home` defaults to `$U2NET_HOME`, else `~/.u2net`, as rembg's cache does.
+    `precision`: fp32 (the model as published), bf16 or int8 (cutout.options.PRECISION_HELP;
+    built from the fp32 file on first use, refused where the mask moves too much).
     """
+    option("precision").check(precision)
     spec = get_model(model)
     home = Path(model_home).expanduser() if model_home is not None else default_home()
     path = store.ensure(
@@ -41,7 +45,7 @@ def new_session(
         auto_pull=auto_pull,
         mirror=mirror,
     )
-    return open_session(spec, path, providers=providers, threads=threads)
+    return open_session(spec, path, providers=providers, threads=threads, precision=precision)
 
 
 def remove(

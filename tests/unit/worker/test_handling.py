@@ -166,7 +166,7 @@ def make_worker(root: Path, inference: FixedMask) -> Worker:
         done_dir=folders["done"],
     )
 
-    def sessions(model: str) -> Session:
+    def sessions(model: str, precision: str) -> Session:
         spec = get_model(model)
         return Session(spec, inference, providers=(CPU,), path=root / spec.file_name)
 
