@@ -37,6 +37,7 @@ from worker.jobs import JobError, RemoveJob, parse_job
 # A value other than the default for each option, valid everywhere.
 CHANGED: dict[str, Any] = {
     "model": "u2netp",
+    "precision": "bf16",
     "background": "#102030ff",
     "format": "webp",
     "only_mask": True,
