@@ -17,8 +17,10 @@ COPY settings ./settings
 COPY worker ./worker
 COPY watcher ./watcher
 ARG ONNXRUNTIME=onnxruntime
+# EXTRAS=fast adds OpenVINO for CUTOUT_PRECISION=bf16|int8 (README "Performance").
+ARG EXTRAS=""
 # Every dependency ships wheels: no compiler is needed, here or in the final image.
-RUN /opt/venv/bin/pip install --only-binary=:all: . \
+RUN /opt/venv/bin/pip install --only-binary=:all: ".${EXTRAS:+[$EXTRAS]}" \
     && if [ "$ONNXRUNTIME" != "onnxruntime" ]; then \
          /opt/venv/bin/pip uninstall -y onnxruntime \
          && /opt/venv/bin/pip install --only-binary=:all: "$ONNXRUNTIME"; \

@@ -98,14 +98,16 @@ def warm_folder(sets: Path, copies: int = 2) -> Path:
     return folder
 
 
-def run_model(sets: Path, out: Path, model: str, lanes: int = 1) -> dict[str, Any]:
+def run_model(
+    sets: Path, out: Path, model: str, precision: str = "fp32", lanes: int = 1
+) -> dict[str, Any]:
     """The session alone; with lanes > 1, that many runs at once on cores / lanes threads
     each (as `cutout p` runs its images)."""
     from cutout import mask, new_session
     from cutout.images import decode
     from cutout.session import default_threads
 
-    session = new_session(model, threads=default_threads(lanes))
+    session = new_session(model, threads=default_threads(lanes), precision=precision)
     name = session.inference.get_inputs()[0].name
     tensors = {
         c: [
@@ -153,11 +155,11 @@ def p_lanes() -> int:
     return lanes_for(usable_cores()) if lanes_for is not None else 1
 
 
-def run_model_lanes(sets: Path, out: Path, model: str) -> dict[str, Any]:
-    return run_model(sets, out, model, lanes=p_lanes())
+def run_model_lanes(sets: Path, out: Path, model: str, precision: str = "fp32") -> dict[str, Any]:
+    return run_model(sets, out, model, precision, lanes=p_lanes())
 
 
-def run_cutout_p(sets: Path, out: Path, model: str) -> dict[str, Any]:
+def run_cutout_p(sets: Path, out: Path, model: str, precision: str = "fp32") -> dict[str, Any]:
     from cutout.session import default_threads
     from cutout_cli.main import cli
 
@@ -166,7 +168,8 @@ def run_cutout_p(sets: Path, out: Path, model: str) -> dict[str, Any]:
     logging.getLogger("cutout.session").setLevel(logging.INFO)
 
     def p(folder: Path, target: Path) -> None:
-        code = cli.main(["p", "-m", model, str(folder), str(target)], standalone_mode=False)
+        argv = ["p", "-m", model, "--precision", precision, str(folder), str(target)]
+        code = cli.main(argv, standalone_mode=False)
         if code:
             raise SystemExit(f"cutout p failed on {folder} (exit {code})")
 
@@ -192,7 +195,7 @@ def _rembg_providers(session: Any) -> str:
     return ", ".join(inner.get_providers()) if inner is not None else "?"
 
 
-def run_rembg_remove(sets: Path, out: Path, model: str) -> dict[str, Any]:
+def run_rembg_remove(sets: Path, out: Path, model: str, precision: str = "fp32") -> dict[str, Any]:
     from rembg import remove
 
     session = _rembg_session(model)
@@ -208,7 +211,7 @@ def run_rembg_remove(sets: Path, out: Path, model: str) -> dict[str, Any]:
     return {"classes": timed_classes(sets, out, loop), "providers": _rembg_providers(session)}
 
 
-def run_rembg_p(sets: Path, out: Path, model: str) -> dict[str, Any]:
+def run_rembg_p(sets: Path, out: Path, model: str, precision: str = "fp32") -> dict[str, Any]:
     # The module, not the click command that rembg.commands re-exports under its name.
     rembg_p = importlib.import_module("rembg.commands.p_command")
     session = _rembg_session(model)
@@ -222,7 +225,7 @@ def run_rembg_p(sets: Path, out: Path, model: str) -> dict[str, Any]:
     return {"classes": timed_classes(sets, out, p), "providers": _rembg_providers(session)}
 
 
-RUNNERS: dict[str, Callable[[Path, Path, str], dict[str, Any]]] = {
+RUNNERS: dict[str, Callable[[Path, Path, str, str], dict[str, Any]]] = {
     "model": run_model,
     "model-lanes": run_model_lanes,
     "cutout-p": run_cutout_p,
@@ -233,12 +236,13 @@ RUNNERS: dict[str, Callable[[Path, Path, str], dict[str, Any]]] = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("engine", choices=ENGINES)
+    parser.add_argument("engine", help=f"{', '.join(ENGINES)}; ENGINE@PRECISION for bf16, int8")
     parser.add_argument("--set", type=Path, required=True, help="the image set (by class)")
     parser.add_argument("--out", type=Path, required=True, help="where outputs go")
     parser.add_argument("--model", default="u2net")
     args = parser.parse_args(argv)
-    result = RUNNERS[args.engine](args.set, args.out, args.model)
+    engine, _, precision = args.engine.partition("@")
+    result = RUNNERS[engine](args.set, args.out, args.model, precision or "fp32")
     result["engine"] = args.engine
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result), flush=True)

@@ -1,13 +1,16 @@
 """Mask quality on human ground truth: our refine modes beside rembg's, same images, one run.
 
     .venv/bin/python bench/quality.py [SET] [--model u2net] [--modes none,guided,matting]
+                                      [--precisions bf16,int8]
 
 SET is laid out as images/ + masks/ (same stem; 255 subject, 0 background, 128 not scored);
 default: ../shared/evalsets/pascal_s, which a clone lacks (`make quality QUALITY_SET=...`
 points at another). The model runs once per image for us and once for
 rembg; every refine mode starts from our one mask, and rembg's -ppm from rembg's mask, so
 the rows differ only by what they claim to. Writes results.json, table.md and report.html
-under --out, and prints the table.
+under --out, and prints the table. Each of --precisions adds a row of its mask as is
+(`ours none (bf16)`) and a verdict against fp32's (issue 18: within 0.005 IoU and 5%
+boundary MAE); a precision refused for the model is said so and skipped.
 """
 
 from __future__ import annotations
@@ -54,11 +57,34 @@ HD = (1920, 1080)
 BAR_BOUNDARY_GAIN = 0.15
 BAR_IOU_LOSS = 0.005
 BAR_MAX_F_LOSS = 0.01
+# Issue 18's bar for a precision against fp32, on human truth.
+FAST_IOU_LOSS = 0.005
+FAST_BOUNDARY_LOSS = 0.05
 MaskFn = Callable[[Image.Image, Image.Image], Image.Image]
 
 
 def ours(mode: str) -> str:
     return f"ours {mode}"
+
+
+def at(precision: str) -> str:
+    return f"ours none ({precision})"
+
+
+def precision_verdict(mean: dict[str, scores.Scores], precision: str) -> str | None:
+    """Whether a precision's masks score within issue 18's bar of fp32's on human truth."""
+    base, it = mean.get(ours("none")), mean.get(at(precision))
+    if base is None or it is None:
+        return None
+    iou, boundary = it.iou - base.iou, it.boundary_mae / base.boundary_mae - 1
+    checks = {
+        f"IoU {iou:+.4f} (needs >= -{FAST_IOU_LOSS})": iou >= -FAST_IOU_LOSS,
+        f"boundary MAE {boundary:+.1%} (needs <= +{FAST_BOUNDARY_LOSS:.0%})": boundary
+        <= FAST_BOUNDARY_LOSS,
+    }
+    head = "within" if all(checks.values()) else "beyond"
+    details = "; ".join(k + (" ok" if ok else " FAIL") for k, ok in checks.items())
+    return f"{at(precision)}: {head} the bar against fp32 ({details})"
 
 
 @dataclass
@@ -81,9 +107,16 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 class Methods:
     """Everything compared: our model with each refine mode, and rembg's own masks."""
 
-    def __init__(self, session: Session, modes: list[str], with_rembg: bool) -> None:
+    def __init__(
+        self,
+        session: Session,
+        modes: list[str],
+        with_rembg: bool,
+        fast: dict[str, Session] | None = None,
+    ) -> None:
         self.session = session
         self.modes = modes
+        self.fast = fast or {}  # other precisions of the same model
         self.rembg = _rembg_session(session) if with_rembg else None
         self.model_ms: list[float] = []
         self.colour_methods = colours.methods(with_rembg and _has("pymatting"))
@@ -95,7 +128,7 @@ class Methods:
     @property
     def names(self) -> list[str]:
         theirs = [REMBG, REMBG_PPM] if self.rembg is not None else []
-        return [*theirs, *(ours(m) for m in self.modes)]
+        return [*theirs, *(ours(m) for m in self.modes), *(at(p) for p in self.fast)]
 
     def run(self, image_path: Path, truth_path: Path) -> tuple[Outcome, Image.Image]:
         decoded = decode(image_path, max_pixels=10**9, source=str(image_path))
@@ -111,6 +144,9 @@ class Methods:
         for mode in self.modes:
             refined, ms = timed(partial(refine.refine, mode, image, base, grid=spec.input_size))
             outcome.masks[ours(mode)], outcome.ms[ours(mode)] = refined.mask, ms
+        for precision, fast in self.fast.items():
+            predicted = model_mask.predict(fast.inference, spec, decoded.model_input)
+            outcome.masks[at(precision)] = predicted
         outcome.colours = colours.measure(image, base, self.colour_methods, self._previous)
         self.decontaminate_ms.append(timed(lambda: decontaminate(image, base))[1])
         self._previous = image
@@ -268,12 +304,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", choices=list(MODELS), default="u2net")
     parser.add_argument("--modes", default=",".join(REFINE_MODES), help="our refine modes")
     parser.add_argument("--no-rembg", action="store_true", help="skip rembg's rows")
+    parser.add_argument(
+        "--precisions", default="", help="besides fp32, comma-separated: bf16, int8"
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N images only")
     parser.add_argument("--report-mode", help="the mode that orders the report (guided)")
     parser.add_argument("--no-hd-cost", action="store_true", help="skip the HD timing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip() != "fp32"]
+    args.precisions = [p for p in args.precisions if p]
     for mode in args.modes:
         refine.check(mode)
     if args.report_mode is None:
@@ -302,8 +343,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     check_set(args.set)
     # Model home, providers and threads from CUTOUT_* settings, as the CLI takes them.
-    session = engine.model_session(load_settings(), args.model)
-    methods = Methods(session, args.modes, with_rembg=not args.no_rembg)
+    settings = load_settings()
+    session = engine.model_session(settings, args.model, precision="fp32")
+    fast, refused = fast_sessions(settings, args.model, args.precisions)
+    methods = Methods(session, args.modes, with_rembg=not args.no_rembg, fast=fast)
     outcomes, rows = [], []
     for image_path, truth_path in pairs_of(args.set, args.limit):
         outcome, truth = methods.run(image_path, truth_path)
@@ -317,6 +360,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model_ms = statistics.fmean(methods.model_ms)
     text = table(mean, outcomes, model_ms)
     verdicts = [v for v in (verdict(mean, ours(m)) for m in args.modes) if v]
+    verdicts += [v for v in (precision_verdict(mean, p) for p in fast) if v]
+    verdicts += [f"{p}: refused for {args.model}: {why}" for p, why in refused.items()]
     if not args.no_hd_cost:
         cost = hd_cost(session, next(pairs_of(args.set, 1))[0])
         results["hd_cost"] = cost
@@ -334,6 +379,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_outputs(args, text, results, rows)
     print(text)
     return results
+
+
+def fast_sessions(
+    settings: Any, model: str, precisions: list[str]
+) -> tuple[dict[str, Session], dict[str, str]]:
+    """The model at each precision; those the engine refuses, with its reason."""
+    from cutout.errors import CutoutError
+
+    fast: dict[str, Session] = {}
+    refused: dict[str, str] = {}
+    for precision in precisions:
+        try:
+            fast[precision] = engine.model_session(settings, model, precision=precision)
+        except CutoutError as exc:
+            refused[precision] = str(exc)
+    return fast, refused
 
 
 def write_outputs(

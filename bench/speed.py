@@ -8,7 +8,11 @@ round after round and in a rotating order, each engine on the whole set: the mod
 the queued path in a fresh process). Then it measures the queued path's added latency, the
 worker's peak RSS and the idle service's CPU, and checks that our masks are rembg's.
 
-Prints a Markdown table and the targets of issue 6, and writes both, with every number,
+With --precisions (default: bf16 and int8 where OpenVINO is installed) the model alone and
+`cutout p` run again at each of them, for their speed against fp32's and rembg's and their
+masks against fp32's; a precision the engine refuses for the model is reported, not run.
+
+Prints a Markdown table and the targets of issues 6 and 18, and writes both, with every number,
 to bench/out/speed.md and bench/out/speed.json. Times are medians over the rounds; the
 load average is recorded with them, since other processes on the machine skew every
 number. Nothing here is CPU-specific: on a CUDA machine the same run reports the provider
@@ -52,6 +56,8 @@ LABELS = {
 }
 CLASS_LABELS = {"small": "small", "hd": "HD", "12mp": "12 MP"}
 ENGINE_LIMIT = {"small": 1.15, "hd": 1.15, "12mp": 2.0}
+FAST_SPEEDUP = 1.8  # issue 18, u2net: the fast path against cutout p at fp32, whole process
+FAST_IOU = 0.98  # and its masks against fp32's
 
 
 @dataclass
@@ -64,6 +70,7 @@ class Plan:
     idle_seconds: float
     queued: bool
     rembg: bool
+    precisions: list[str]  # besides fp32
     settle: float | None
     work: Path
     out: Path
@@ -78,6 +85,11 @@ class Runs:
 
     def add(self, engine: str, result: dict[str, Any]) -> None:
         self.by_engine.setdefault(engine, []).append(result)
+
+
+def label(engine: str) -> str:
+    base, _, precision = engine.partition("@")
+    return LABELS[base] + (f" ({precision})" if precision else "")
 
 
 def child(engine: str, imageset: Path, out: Path, plan: Plan, env: dict[str, str]) -> Any:
@@ -130,9 +142,10 @@ def maybe_service(plan: Plan, imageset: images.ImageSet) -> Iterator[queued.Serv
 def measure(plan: Plan, imageset: images.ImageSet, env: dict[str, str]) -> dict[str, Any]:
     runs = Runs()
     engines = [e for e in ENGINES if plan.rembg or not e.startswith("rembg")]
+    engines += [f"{e}@{p}" for p in plan.precisions for e in ("model", "cutout-p")]
     if plan.queued:
         engines.append(QUEUED)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"refused": {}}
     with maybe_service(plan, imageset) as svc:
         for r in range(plan.rounds):
             for engine in rotate(engines, r):
@@ -141,8 +154,19 @@ def measure(plan: Plan, imageset: images.ImageSet, env: dict[str, str]) -> dict[
                     assert svc is not None
                     result = run_queued(svc, imageset, f"r{r}")
                     svc.wait_idle()  # archiving and status writes end before the next engine
+                elif engine.partition("@")[2] in extra["refused"]:
+                    continue
                 else:
-                    result = child(engine, imageset.root, plan.work / f"r{r}" / engine, plan, env)
+                    try:
+                        result = child(
+                            engine, imageset.root, plan.work / f"r{r}" / engine, plan, env
+                        )
+                    except SystemExit as exc:
+                        if "@" not in engine:
+                            raise
+                        # A pair beyond its tolerance is refused by the engine: say so, go on.
+                        extra["refused"][engine.partition("@")[2]] = str(exc)
+                        continue
                 runs.add(engine, result)
                 runs.loads.append(os.getloadavg()[0])
                 print(
@@ -152,7 +176,7 @@ def measure(plan: Plan, imageset: images.ImageSet, env: dict[str, str]) -> dict[
                     flush=True,
                 )
         if svc is not None:
-            extra = service_checks(svc, imageset, plan)
+            extra |= service_checks(svc, imageset, plan)
     return {"runs": runs.by_engine, "loads": runs.loads, **extra}
 
 
@@ -189,7 +213,9 @@ def fidelity(ours: Path, theirs: Path) -> dict[str, Any]:
     return {
         "images": len(rows),
         "equal": sum(r["iou"] >= 0.99 and r["mad"] <= 2 for r in rows),
+        "mean_iou": statistics.fmean(r["iou"] for r in rows) if rows else 1.0,
         "worst_iou": min((r["iou"] for r in rows), default=1.0),
+        "mean_mad": statistics.fmean(r["mad"] for r in rows) if rows else 0.0,
         "worst_mad": max((r["mad"] for r in rows), default=0.0),
         "rows": rows,
     }
@@ -266,6 +292,47 @@ def per_round(
     return statistics.median(value(a) / value(b) for a, b in pairs)
 
 
+def precision_targets(
+    table: dict[str, dict[str, Any]], raw: dict[str, Any], check: Callable[..., None]
+) -> None:
+    """Issue 18's targets, per precision besides fp32: its speed against cutout p at fp32,
+    the fp32 model's own limit and rembg, and its masks against fp32's."""
+    ours, model_only = table.get("cutout-p"), best_model(table)
+    rembgs = [table[e] for e in ("rembg-remove", "rembg-p") if e in table]
+    for precision, change in raw.get("precision_change", {}).items():
+        fast = table.get(f"cutout-p@{precision}")
+        if ours is None or fast is None:
+            continue
+        check(
+            f"cutout p {precision} images/s / cutout p fp32, equal thirds (x)",
+            per_round(ours, fast, thirds_seconds),
+            FAST_SPEEDUP,
+            below=False,
+        )
+        if model_only:
+            check(
+                f"cutout p {precision} images/s / model only fp32, its best (x)",
+                per_round(model_only, fast, thirds_seconds),
+                1.0,
+                below=False,
+            )
+        if rembgs:
+            best = max(rembgs, key=lambda t: t["images_per_s"] or 0.0)
+            check(
+                f"cutout p {precision} images/s / rembg's best, equal thirds (x)",
+                per_round(best, fast, thirds_seconds),
+                2.0,
+                below=False,
+            )
+        check(
+            f"cutout p {precision} masks vs fp32's, IoU mean (worst {change['worst_iou']:.3f}, "
+            f"|diff| {change['mean_mad']:.2f}/255 mean, {change['images']} images)",
+            change["mean_iou"],
+            FAST_IOU,
+            below=False,
+        )
+
+
 def targets(
     table: dict[str, dict[str, Any]], raw: dict[str, Any], model: str
 ) -> list[dict[str, Any]]:
@@ -305,6 +372,7 @@ def targets(
             fid["images"] - fid["equal"],
             0,
         )
+    precision_targets(table, raw, check)
     if ours and QUEUED in table:
         rates = zip(
             table[QUEUED]["rounds_images_per_s_set"], ours["rounds_images_per_s_set"], strict=False
@@ -350,13 +418,14 @@ def markdown(
         "providers",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for engine in [*ENGINES[:3], QUEUED, *ENGINES[3:]]:
+    fast = sorted(e for e in table if "@" in e)
+    for engine in [*ENGINES[:3], *fast, QUEUED, *ENGINES[3:]]:
         row = table.get(engine)
         if row is None:
             continue
         total = sum(row["bytes"].values())
         cells = [
-            LABELS[engine],
+            label(engine),
             *(fmt(row["ms_per_image"].get(c)) for c in classes),
             fmt(row["images_per_s"], 2),
             fmt(row["images_per_s_set"], 2),
@@ -408,6 +477,11 @@ def parse(argv: list[str] | None) -> Plan:
     parser.add_argument("--no-queued", action="store_true", help="skip the queued path")
     parser.add_argument("--no-rembg", action="store_true", help="skip rembg (no ratios against it)")
     parser.add_argument(
+        "--precisions",
+        help="besides fp32, comma-separated (default: bf16,int8 where OpenVINO is installed; "
+        "'' for none)",
+    )
+    parser.add_argument(
         "--settle", type=float, help="CUTOUT_SETTLE_SECONDS for the queued path (default: as set)"
     )
     parser.add_argument("--work", type=Path, help="scratch folder (default: a new temp folder)")
@@ -423,10 +497,21 @@ def parse(argv: list[str] | None) -> Plan:
         idle_seconds=5.0 if quick else 20.0,
         queued=not args.no_queued,
         rembg=not args.no_rembg,
+        precisions=_precisions(args.precisions),
         settle=args.settle,
         work=args.work or Path(tempfile.mkdtemp(prefix="cutout-bench-")),
         out=args.out,
     )
+
+
+def _precisions(given: str | None) -> list[str]:
+    if given is not None:
+        return [p.strip() for p in given.split(",") if p.strip() and p.strip() != "fp32"]
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return []
+    return ["bf16", "int8"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -452,6 +537,11 @@ def main(argv: list[str] | None = None) -> None:
     raw = measure(plan, imageset, child_env(settings.model_home))
     if plan.rembg:
         raw["fidelity"] = fidelity(plan.work / "r0" / "cutout-p", plan.work / "r0" / "rembg-remove")
+    raw["precision_change"] = {
+        p: fidelity(plan.work / "r0" / f"cutout-p@{p}", plan.work / "r0" / "cutout-p")
+        for p in plan.precisions
+        if p not in raw["refused"] and (plan.work / "r0" / f"cutout-p@{p}").is_dir()
+    }
     table = summarise(raw)
     found = targets(table, raw, plan.model)
     meta = {
@@ -471,6 +561,7 @@ def main(argv: list[str] | None = None) -> None:
         "took": f"{time.monotonic() - started:.0f} s",
     }
     text = markdown(table, found, meta)
+    text += "".join(f"\n\n{p} refused for {plan.model}: {why}" for p, why in raw["refused"].items())
     plan.out.mkdir(parents=True, exist_ok=True)
     (plan.out / "speed.md").write_text(text + "\n")
     (plan.out / "speed.json").write_text(

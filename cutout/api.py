@@ -34,6 +34,7 @@ def new_session(
     auto_pull: bool = True,
     mirror: str | None = None,
     sess_opts: Any = None,
+    precision: str = "fp32",
 ) -> Session:
     """A loaded model, cached per process: call it once and pass it to every `remove()`.
 
@@ -42,7 +43,10 @@ def new_session(
     it, else the named model's row does. rembg's `u2net_custom` and `dis_custom` name the
     family of a `model_path`. `model_home` defaults to `$U2NET_HOME`, else `~/.u2net`, as
     rembg's cache does. rembg's `sess_opts` lends its intra-op thread count, when it sets one.
+    `precision`: fp32 (the model as published), bf16 or int8 (cutout.options.PRECISION_HELP;
+    built from the fp32 file on first use, refused where the mask moves too much).
     """
+    option("precision").check(precision)
     name = model_name or model
     if name in REMBG_CUSTOM:
         if model_path is None:
@@ -52,15 +56,14 @@ def new_session(
     if model_path is not None:
         own = Path(model_path).expanduser()
         spec = own_model(own.name, family, like=name)
-        return open_session(
-            spec, store.ensure(spec, Path(), model_path=own), providers=providers, threads=threads
-        )
+        path = store.ensure(spec, Path(), model_path=own)
+        return open_session(spec, path, providers=providers, threads=threads, precision=precision)
     if family is not None:
         raise ConfigError("family names how to feed your own file: give model_path too")
     spec = get_model(name)
     home = Path(model_home).expanduser() if model_home is not None else default_home()
     path = store.ensure(spec, home, auto_pull=auto_pull, mirror=mirror)
-    return open_session(spec, path, providers=providers, threads=threads)
+    return open_session(spec, path, providers=providers, threads=threads, precision=precision)
 
 
 def remove(

@@ -39,6 +39,13 @@ REFINE_HELP = (
     "a few ms) or matting (rembg's alpha matting, slow; needs cutout-queue[matting])"
 )
 PNG_MAX_LEVEL = 12  # libdeflate's levels (cutout.png)
+Precision = Literal["fp32", "bf16", "int8"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16", "int8")
+PRECISION_HELP = (
+    "fp32 (the model as published: exactly rembg's mask), bf16 or int8 (faster, built from "
+    "the fp32 file on first use, refused where the mask moves beyond its tolerance; "
+    'need cutout-queue[fast]; README "Performance")'
+)
 
 
 @dataclass(frozen=True)
@@ -171,7 +178,8 @@ class Option:
     """One option as every surface names it.
 
     `place`: where it lands in RemovalOptions ("matting.foreground_threshold"); empty for
-    the two that are not the image's treatment but the job's (the model, the format).
+    those that are not the image's treatment but the job's (the model, its precision, the
+    format).
     """
 
     name: str  # remove()'s keyword, the payload's key, the CLI's --name
@@ -233,6 +241,14 @@ OPTIONS: tuple[Option, ...] = (
         flags=("-m", "--model"),
         choices=tuple(MODELS),
         default_="u2net",
+    ),
+    # Like the model, a choice of session, not of the image's treatment: no place.
+    Option(
+        "precision",
+        str,
+        f"Model precision: {PRECISION_HELP}.",
+        choices=PRECISIONS,
+        default_="fp32",
     ),
     Option(
         "background",
@@ -368,7 +384,7 @@ def merged(
     """`base` with the flat values given (None: not given) put in their places.
 
     `local`: a background image path is the caller's own file (see parse_background).
-    Names without a place (model, format) are the caller's to use, and ignored here.
+    Names without a place (model, precision, format) are the caller's to use, and ignored here.
     """
     options = base or RemovalOptions()
     groups: dict[str, dict[str, Any]] = {}

@@ -30,7 +30,8 @@ CACHE_DIR = ".cutout-optimised"  # hidden, beside the model files
 
 
 @lru_cache(maxsize=1)
-def _cpu_identity() -> str:
+def cpu_identity() -> str:
+    """The CPU's instruction-set flags: what a file built for this CPU depends on."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
             for line in info:
@@ -43,7 +44,7 @@ def _cpu_identity() -> str:
 
 def cache_path(model: Path) -> Path:
     st = model.stat()
-    identity = f"{st.st_size}:{st.st_mtime_ns}:{ort.__version__}:{_cpu_identity()}"
+    identity = f"{st.st_size}:{st.st_mtime_ns}:{ort.__version__}:{cpu_identity()}"
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return model.parent / CACHE_DIR / f"{model.stem}-{key}.onnx"
 

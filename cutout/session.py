@@ -48,6 +48,8 @@ class Session:
     providers: tuple[str, ...]  # what the session actually runs on
     path: Path
     requested: tuple[str, ...] = ()  # what was asked for
+    precision: str = "fp32"  # cutout.options.PRECISIONS
+    runs_at: str = "fp32"  # what its convolutions actually run at, as the runtime reports
 
     @property
     def fell_back(self) -> bool:
@@ -125,35 +127,90 @@ def _warn_fallback(requested: list[str], active: Sequence[str]) -> None:
         )
 
 
-_cache: dict[tuple[ModelSpec, Path, tuple[str, ...], int], Session] = {}
+_cache: dict[tuple[ModelSpec, Path, tuple[str, ...], int, str], Session] = {}
 _lock = threading.Lock()
 
 
 def open_session(
-    spec: ModelSpec, path: Path, *, providers: Sequence[str] | None = None, threads: int = 0
+    spec: ModelSpec,
+    path: Path,
+    *,
+    providers: Sequence[str] | None = None,
+    threads: int = 0,
+    precision: str = "fp32",
 ) -> Session:
-    """One session per (model, file, providers, threads) per process, reused by every call.
-    The model is its whole row: one file fed as two families is two models."""
-    chosen = choose_providers(providers, ort.get_available_providers())
+    """One session per (model, file, providers, threads, precision) per process, reused by
+    every call. The model is its whole row: one file fed as two families is two models.
+    fp32 runs on ONNX Runtime; bf16 and int8 on OpenVINO (cutout.precision)."""
     nthreads = threads or default_threads()
-    key = (spec, path.resolve(), tuple(chosen), nthreads)
+    if precision == "fp32":
+        chosen = choose_providers(providers, ort.get_available_providers())
+    else:
+        chosen = [_fast_provider(providers, precision)]
+    key = (spec, path.resolve(), tuple(chosen), nthreads, precision)
     with _lock:
         cached = _cache.get(key)
-        if cached is not None:
-            return cached
-        inference = _create(path, chosen, nthreads)
-        check_input_size(inference, spec)
-        active = tuple(inference.get_providers())
+        if cached is None:
+            cached = _cache[key] = _open(spec, path, chosen, nthreads, precision)
+        return cached
+
+
+def _open(spec: ModelSpec, path: Path, chosen: list[str], threads: int, precision: str) -> Session:
+    if precision == "fp32":
+        runtime = _create(path, chosen, threads)
+        active = tuple(runtime.get_providers())
         _warn_fallback(chosen, active)
-        log.info(
-            "model %s loaded from %s; providers %s; %d threads",
-            spec.name,
-            path,
-            ", ".join(active),
-            nthreads,
+        inference: InferenceSession = runtime
+        runs_at = "fp32"
+    else:
+        inference, runs_at = _open_fast(spec, path, precision, threads)
+        active = tuple(chosen)
+    check_input_size(inference, spec)
+    log.info(
+        "model %s loaded from %s; providers %s; %d threads; precision %s (runs at %s)",
+        spec.name,
+        path,
+        ", ".join(active),
+        threads,
+        precision,
+        runs_at,
+    )
+    return Session(
+        spec=spec,
+        inference=inference,
+        providers=active,
+        path=path,
+        requested=tuple(chosen),
+        precision=precision,
+        runs_at=runs_at,
+    )
+
+
+def _fast_provider(providers: Sequence[str] | None, precision: str) -> str:
+    """The fast path runs on OpenVINO's CPU plugin: asking for a GPU with it is an error,
+    not a quiet run on the CPU."""
+    from cutout.ovsession import PROVIDER
+
+    others = [p for p in providers or () if p != CPU]
+    if others:
+        raise ProviderError(
+            f"precision {precision} runs on the CPU (OpenVINO) only, but {', '.join(others)} "
+            "was asked for: use precision fp32 on a GPU, or the CPU provider"
         )
-        session = Session(
-            spec=spec, inference=inference, providers=active, path=path, requested=tuple(chosen)
-        )
-        _cache[key] = session
-        return session
+    return PROVIDER
+
+
+def _open_fast(
+    spec: ModelSpec, path: Path, precision: str, threads: int
+) -> tuple[InferenceSession, str]:
+    from cutout import ovsession
+    from cutout import precision as fast_path
+
+    fast = fast_path.prepare(spec, path, precision, threads)
+    # The cores a run does not use are for another at once (cutout p's lanes).
+    streams = max(1, usable_cores() // threads)
+    inference = ovsession.compile_model(fast.graph, fast.recipe.hint, threads, streams)
+    convs = ovsession.convolutions(inference)
+    runs_at = ", ".join(f"{n} conv {p}" for p, n in sorted(convs.items())) or "?"
+    log.info("%s at %s: %s", spec.name, precision, fast.check.summary())
+    return inference, runs_at

@@ -60,7 +60,12 @@ def worker_checks(workers: list[dict[str, Any]], host: str | None) -> list[Check
     checks = []
     for w in workers:
         providers = ", ".join(w.get("providers", []))
-        detail = f"{w.get('hostname')} pid {w.get('pid')}: {w.get('model')} on {providers}"
+        precision = w.get("precision", "fp32")
+        runs_at = f" ({w['runs_at']})" if w.get("runs_at") not in (None, precision) else ""
+        detail = (
+            f"{w.get('hostname')} pid {w.get('pid')}: {w.get('model')} on {providers}, "
+            f"precision {precision}{runs_at}"
+        )
         if w.get("fell_back"):
             # A "GPU" worker silently running on CPU is the failure rembg users chase for
             # years: report it as unhealthy, not as a footnote.

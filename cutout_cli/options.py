@@ -94,4 +94,5 @@ def collect(params: dict[str, Any], options: Iterable[Option] = OPTIONS) -> dict
 def build_remover(settings: Settings, given: dict[str, Any]) -> Remover:
     """Load the model and bind the options: command line over settings over defaults."""
     options = merged(given, engine.removal_options(settings))
-    return Remover(engine.model_session(settings, given.get("model")), options)
+    session = engine.model_session(settings, given.get("model"), precision=given.get("precision"))
+    return Remover(session, options)

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cutout.errors import ConfigError, CutoutError
 from cutout.models import FAMILIES, MODELS, default_home
-from cutout.options import RefineMode, option, parse_background, parse_format
+from cutout.options import Precision, RefineMode, option, parse_background, parse_format
 
 ENV_PREFIX = "CUTOUT_"
 PROVIDER_HELP = "auto, or a comma-separated list such as CUDAExecutionProvider,CPUExecutionProvider"
@@ -62,6 +62,7 @@ class Settings(BaseSettings):
 
     # --- model ---
     model: str = _option("model")
+    precision: Precision = _option("precision")
     model_home: Path = Field(
         default_factory=default_home,
         description="Folder of model files. Default: $U2NET_HOME, else ~/.u2net (rembg's cache).",

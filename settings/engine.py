@@ -45,9 +45,21 @@ def model_file(
 
 
 def model_session(
-    settings: Settings, model: str | None = None, *, processes: int = 1, progress: bool = True
+    settings: Settings,
+    model: str | None = None,
+    *,
+    precision: str | None = None,
+    processes: int = 1,
+    progress: bool = True,
 ) -> Session:
-    """Ensure the model file (fetching it when allowed) and open its session."""
+    """Ensure the model file (fetching it when allowed) and open its session; `model` and
+    `precision`, where given, over the settings'."""
     spec, path = model_file(settings, model, progress=progress)
     threads = settings.threads or default_threads(processes)
-    return open_session(spec, path, providers=settings.provider_list, threads=threads)
+    return open_session(
+        spec,
+        path,
+        providers=settings.provider_list,
+        threads=threads,
+        precision=precision or settings.precision,
+    )

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from cutout.errors import CutoutError
 from cutout.models import MODELS
-from cutout.options import JOB_OPTIONS, RefineMode, option, parse_background
+from cutout.options import JOB_OPTIONS, Precision, RefineMode, option, parse_background
 
 TASK_NAME = "cutout.remove"
 # A failed job's `error_kind`: the image or the request was at fault (the first five; the
@@ -71,6 +71,7 @@ class RemoveJob(BaseModel):
     )
     # The removal options (cutout.options; None: the worker's setting).
     model: str | None = _option("model")
+    precision: Precision | None = _option("precision")
     background: str | None = _option("background")
     format: Literal["png", "webp", "jpg", "jpeg"] | None = _option("format")
     only_mask: bool | None = _option("only_mask")

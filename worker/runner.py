@@ -46,20 +46,20 @@ class JobRunner:
         settings: Settings,
         *,
         processes: int = 1,
-        sessions: Callable[[str], Session] | None = None,
+        sessions: Callable[[str, str], Session] | None = None,
     ) -> None:
-        """`sessions` opens a model's session by name; by default from the settings' model
-        files (a test hands in a small fake where the model is not the point)."""
+        """`sessions` opens a session by model name and precision; by default from the
+        settings' model files (a test hands in a small fake where the model is not the point)."""
         self.settings = settings
         self.processes = processes
         self.defaults = engine.removal_options(settings)
-        self._removers: dict[tuple[str, RemovalOptions], Remover] = {}
+        self._removers: dict[tuple[str, str, RemovalOptions], Remover] = {}
         self._lock = threading.Lock()
         self._sessions = sessions or self._model_session
 
     def warm(self) -> Session:
         """Load the default model now, so that the first job does not pay for it."""
-        return self._remover(self.settings.model, self.defaults).session
+        return self._remover(self.settings.model, self.settings.precision, self.defaults).session
 
     def run(self, job: RemoveJob, job_id: str = "") -> Outcome:
         """`job_id` stamps the output (an extended attribute, where the file system keeps
@@ -81,7 +81,7 @@ class JobRunner:
             # costs the worker its memory, and a download where auto-pull is on.
             offered = ", ".join(settings.offered_models)
             raise JobError(f"model {model!r} is not offered here; offered: {offered}")
-        remover = self._remover(model, self._options(job))
+        remover = self._remover(model, job.precision or settings.precision, self._options(job))
         removal, info = self._remove(remover, source, fmt, job.label)
         result = removal.data
         if target is not None:
@@ -137,19 +137,21 @@ class JobRunner:
             options = replace(options, background=replace(options.background, path=real))
         return options
 
-    def _remover(self, model: str, options: RemovalOptions) -> Remover:
-        key = (model, options)
+    def _remover(self, model: str, precision: str, options: RemovalOptions) -> Remover:
+        key = (model, precision, options)
         with self._lock:
             remover = self._removers.get(key)
             if remover is None:
                 if len(self._removers) >= _MAX_REMOVERS:
                     self._removers.clear()  # a handful of option sets in practice
-                session = self._sessions(model)
+                session = self._sessions(model, precision)
                 remover = self._removers[key] = self._new_remover(session, options)
             return remover
 
-    def _model_session(self, model: str) -> Session:
-        return engine.model_session(self.settings, model, processes=self.processes, progress=False)
+    def _model_session(self, model: str, precision: str) -> Session:
+        return engine.model_session(
+            self.settings, model, precision=precision, processes=self.processes, progress=False
+        )
 
     def _new_remover(self, session: Session, options: RemovalOptions) -> Remover:
         backdrop = options.background.path

@@ -116,6 +116,8 @@ class _ProcessState:
             "host": socket.gethostname(),  # the machine (or container), for `cutout health`
             "pid": os.getpid(),
             "model": session.spec.name,
+            "precision": session.precision,
+            "runs_at": session.runs_at,
             "providers": list(session.providers),
             "requested": list(session.requested),
             "fell_back": session.fell_back,

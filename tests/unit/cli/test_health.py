@@ -53,3 +53,9 @@ def test_session_knows_when_it_fell_back() -> None:
 def test_missing_watcher_is_reported_but_only_required_on_request() -> None:
     (check,) = watcher_checks([], required=False)
     assert not check.ok and not check.required
+
+
+def test_worker_shows_the_precision_it_runs_at() -> None:
+    records = [beat(providers=["OpenVINO:CPU"], precision="bf16", runs_at="119 conv bf16")]
+    (check,) = worker_checks(records, None)
+    assert check.ok and "u2net on OpenVINO:CPU, precision bf16 (119 conv bf16)" in check.detail

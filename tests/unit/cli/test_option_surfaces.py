@@ -42,6 +42,7 @@ from worker.jobs import JobError, RemoveJob, parse_job
 # A value other than the default for each option, valid everywhere.
 CHANGED: dict[str, Any] = {
     "model": "u2netp",
+    "precision": "bf16",
     "background": "#102030ff",
     "format": "webp",
     "only_mask": True,
@@ -159,7 +160,15 @@ def test_the_gateway_form_takes_every_option_a_job_may_set(opt: Option) -> None:
 
 def test_the_gateway_form_takes_rembgs_names_for_ours() -> None:
     """`rembg s`'s form fields, mapped onto the options they mean, with the options' limits."""
-    rembg = {"om": "true", "ppm": "true", "af": "200", "ab": "20", "ae": "4", "a": "true"}
+    rembg = {
+        "om": "true",
+        "ppm": "true",
+        "af": "200",
+        "ab": "20",
+        "ae": "4",
+        "a": "true",
+        "dc": "true",
+    }
     assert job_options(_form(**rembg, bgc="16,32,48,255", model="u2netp")) == {
         "model": "u2netp",
         **{name: CHANGED[name] for name in REMBG_ALIASES.values()},

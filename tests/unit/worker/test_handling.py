@@ -143,6 +143,7 @@ class Worker:
     inference: FixedMask
     inbox: Path
     outbox: Path
+    opened: list[tuple[str, str]]  # the sessions the runner asked for: (model, precision)
 
     def handle(self, job_id: str, attempt: int = 0, **kwargs: Any) -> Succeeded | Retry | Failed:
         return self.handler.handle(job_id, kwargs, attempt=attempt, worker="test@host")
@@ -167,7 +168,10 @@ def make_worker(root: Path, inference: FixedMask, **settings_given: Any) -> Work
         **settings_given,
     )
 
-    def sessions(model: str) -> Session:
+    opened: list[tuple[str, str]] = []
+
+    def sessions(model: str, precision: str) -> Session:
+        opened.append((model, precision))
         spec = get_model(model)
         return Session(spec, inference, providers=(CPU,), path=root / spec.file_name)
 
@@ -183,7 +187,7 @@ def make_worker(root: Path, inference: FixedMask, **settings_given: Any) -> Work
         max_deliveries=MAX_DELIVERIES,
         soft_time_limit=120,
     )
-    return Worker(handler, status, metrics, inference, folders["inbox"], folders["outbox"])
+    return Worker(handler, status, metrics, inference, folders["inbox"], folders["outbox"], opened)
 
 
 @pytest.fixture
@@ -209,6 +213,14 @@ def test_success_records_the_output_and_duration(worker: Worker) -> None:
     assert image.size == (64, 48)
     assert alpha[24, 32] == 255 and alpha[0, 0] == 0  # the session's mask is the cut-out
     assert worker.metrics.done == [("succeeded", "")] and worker.metrics.pixels == [64 * 48]
+
+
+def test_a_job_gets_a_session_per_model_and_precision(worker: Worker) -> None:
+    for n, precision in enumerate(("bf16", None, "bf16")):
+        extra = {"precision": precision} if precision else {}
+        decision = worker.handle(f"job-{n}", input_path=worker.drop(f"{n}.jpg"), **extra)
+        assert isinstance(decision, Succeeded)
+    assert worker.opened == [(MODEL, "bf16"), (MODEL, "fp32")]  # the setting's, then reused
 
 
 def test_inline_image_comes_back_as_bytes(worker: Worker) -> None:
