@@ -11,13 +11,23 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cutout.images import register_plugins
 from watcher.complete import is_whole
 from watcher.settle import CLOSED_QUIET_SECONDS, Settler
 
-FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp", "BMP": "bmp"}
+FORMATS = {
+    "JPEG": "jpg",
+    "PNG": "png",
+    "GIF": "gif",
+    "WEBP": "webp",
+    "BMP": "bmp",
+    "HEIF": "heic",
+    "AVIF": "avif",
+}
 
 
 def encoded(fmt: str) -> bytes:
+    register_plugins()  # HEIF's encoder (pillow-heif), made here by the real library
     buf = io.BytesIO()
     Image.effect_noise((64, 48), 40).convert("RGB").save(buf, fmt)
     return buf.getvalue()
@@ -33,6 +43,21 @@ def test_whole_file_is_told_from_a_cut_one(tmp_path: Path, fmt: str) -> None:
         part = tmp_path / f"part.{FORMATS[fmt]}"
         part.write_bytes(data[:cut])
         assert is_whole(part) is False, cut
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_a_phone_photo_cut_between_its_boxes_is_not_whole(tmp_path: Path, fmt: str) -> None:
+    """Cut where a box ends, before the last: every box there is whole, the image is not."""
+    data = encoded(fmt)
+    ends, offset = [], 0
+    while offset < len(data):
+        offset += int.from_bytes(data[offset : offset + 4], "big")
+        ends.append(offset)
+    assert ends[-1] == len(data) and len(ends) >= 3  # ftyp, meta, mdat at least
+    for end in ends[:-1]:
+        part = tmp_path / f"part.{FORMATS[fmt]}"
+        part.write_bytes(data[:end])
+        assert is_whole(part) is False, end
 
 
 def test_formats_without_an_end_and_odd_files_are_unknown(tmp_path: Path) -> None:
