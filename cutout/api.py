@@ -14,7 +14,7 @@ from cutout import store
 from cutout.errors import ConfigError
 from cutout.images import ImageInput
 from cutout.models import default_home, get_model, own_model
-from cutout.options import Background, merged, option, parse_format
+from cutout.options import Background, colour_spec, merged, option, parse_format
 from cutout.pipeline import Remover
 from cutout.session import Session, open_session
 
@@ -123,7 +123,7 @@ REMBG_KEYWORDS: dict[str, Callable[[Any], tuple[str, Any] | None]] = {
     "alpha_matting_foreground_threshold": lambda v: ("matting_fg_threshold", v),
     "alpha_matting_background_threshold": lambda v: ("matting_bg_threshold", v),
     "alpha_matting_erode_size": lambda v: ("matting_erode_size", v),
-    "bgcolor": lambda rgba: ("background", "#" + "".join(f"{int(c):02x}" for c in rgba)),
+    "bgcolor": lambda rgba: ("background", colour_spec(rgba)),
 }
 
 

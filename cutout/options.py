@@ -13,7 +13,7 @@ watcher and the payload validation use it without loading the engine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -66,13 +66,22 @@ class Background:
     def spec(self) -> str:
         """The text that parses back to this background."""
         if self.kind == "color" and self.color is not None:
-            return "#" + "".join(f"{c:02x}" for c in self.color)
+            return colour_spec(self.color)
         if self.kind == "image":
             return str(self.path)
         return self.kind
 
 
 TRANSPARENT = Background("transparent")
+
+
+def colour_spec(rgba: Sequence[int]) -> str:
+    """`#rrggbbaa` for R, G, B[, A] from 0 to 255 (A, left out, is opaque): the form of a
+    colour that rembg's RGBA tuples and `R,G,B,A` fields take on our side."""
+    values = [int(v) for v in rgba]
+    if len(values) == 3:
+        values.append(255)
+    return "#" + "".join(f"{v:02x}" for v in values)
 
 
 def parse_background(spec: str | Background, *, local: bool = True) -> Background:

@@ -12,7 +12,7 @@ from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from cutout.errors import CutoutError
-from cutout.options import JOB_OPTIONS, Option, option, parse_background
+from cutout.options import JOB_OPTIONS, Option, colour_spec, option, parse_background
 
 # rembg's form names that are one of our options each.
 REMBG_ALIASES: dict[str, str] = {
@@ -94,9 +94,7 @@ def rembg_colour(text: str) -> str:
         values = []
     if len(values) not in (3, 4) or not all(0 <= v <= 255 for v in values):
         raise FieldError(f"bgc: {text!r} is not R,G,B or R,G,B,A with values from 0 to 255")
-    if len(values) == 3:
-        values.append(255)
-    return "#" + "".join(f"{v:02x}" for v in values)
+    return colour_spec(values)
 
 
 def _check_background(spec: str) -> None:
