@@ -1,7 +1,7 @@
 """Mask quality on human ground truth: our refine modes beside rembg's, same images, one run.
 
     .venv/bin/python bench/quality.py [SET] [--model u2net] [--modes none,guided,matting]
-                                      [--precisions bf16,int8]
+                                      [--precisions bf16,int8] [--truth auto|soft|binary]
 
 SET is laid out as images/ + masks/ (same stem; 255 subject, 0 background, 128 not scored);
 default: ../shared/evalsets/pascal_s, which a clone lacks (`make quality QUALITY_SET=...`
@@ -11,6 +11,12 @@ the rows differ only by what they claim to. Writes results.json, table.md and re
 under --out, and prints the table. Each of --precisions adds a row of its mask as is
 (`ours none (bf16)`) and a verdict against fp32's (issue 18: within 0.005 IoU and 5%
 boundary MAE); a precision refused for the model is said so and skipped.
+
+A set whose masks are alpha mattes ("soft truth": found by `soft_share`, or --truth soft)
+is also scored as the matting benchmarks score it: SAD, MSE, gradient and connectivity
+errors over the whole image (cutout/scores.py), in a table of their own and beside the
+binary scores in results.json; IoU, MAE, max-F and boundary MAE are then taken against the
+matte binarised at half, and the report is ordered by SAD.
 """
 
 from __future__ import annotations
@@ -43,7 +49,15 @@ from cutout.decontaminate import decontaminate  # noqa: E402
 from cutout.images import decode  # noqa: E402
 from cutout.models import MODELS  # noqa: E402
 from cutout.options import REFINE_MODES  # noqa: E402
-from cutout.report import Panel, Row, find_pairs, load_truth, over_checkerboard, render  # noqa: E402
+from cutout.report import (  # noqa: E402
+    Panel,
+    Row,
+    find_pairs,
+    load_truth,
+    over_checkerboard,
+    render,
+    worst_first,
+)
 from cutout.session import Session  # noqa: E402
 from settings import engine, load_settings  # noqa: E402
 from worker.naming import IMAGE_SUFFIXES  # noqa: E402
@@ -60,6 +74,11 @@ BAR_MAX_F_LOSS = 0.01
 # Issue 18's bar for a precision against fp32, on human truth.
 FAST_IOU_LOSS = 0.005
 FAST_BOUNDARY_LOSS = 0.05
+# --truth auto: soft when more than this share of the truth pixels are partial. A binary
+# set has none (128 aside), an anti-aliased outline about a pixel's width of its subject's
+# edge; an alpha matte's soft band is several pixels wide all round, hair much more.
+SOFT_SHARE = 0.01
+TRUTHS = ("auto", "soft", "binary")
 MaskFn = Callable[[Image.Image, Image.Image], Image.Image]
 
 
@@ -93,6 +112,8 @@ class Outcome:
 
     name: str
     masks: dict[str, Image.Image] = field(default_factory=dict)
+    # Soft truth only. Declared above `scores`, whose name would hide the module's here.
+    matting: dict[str, scores.MattingScores] = field(default_factory=dict)
     scores: dict[str, scores.Scores] = field(default_factory=dict)
     ms: dict[str, float] = field(default_factory=dict)  # on top of the model
     colours: dict[str, dict[str, float]] = field(default_factory=dict)  # bench.colours
@@ -113,8 +134,10 @@ class Methods:
         modes: list[str],
         with_rembg: bool,
         fast: dict[str, Session] | None = None,
+        soft: bool = False,
     ) -> None:
         self.session = session
+        self.soft = soft  # the truth is alpha mattes
         self.modes = modes
         self.fast = fast or {}  # other precisions of the same model
         self.rembg = _rembg_session(session) if with_rembg else None
@@ -151,8 +174,13 @@ class Methods:
         self.decontaminate_ms.append(timed(lambda: decontaminate(image, base))[1])
         self._previous = image
         truth = load_truth(truth_path, image.size)
+        matte = np.asarray(truth)
+        binary = scores.binarise(matte) if self.soft else matte
         for name, picture in outcome.masks.items():
-            outcome.scores[name] = scores.score(np.asarray(picture), np.asarray(truth))
+            pixels = np.asarray(picture)
+            outcome.scores[name] = scores.score(pixels, binary)
+            if self.soft:
+                outcome.matting[name] = scores.matting_score(pixels, matte)
         return outcome, truth
 
     def _run_rembg(self, image_path: Path, outcome: Outcome) -> None:
@@ -211,15 +239,27 @@ def hd_cost(session: Session, image_path: Path, repeats: int = 5) -> dict[str, f
 
 
 def report_row(image: Image.Image, truth: Image.Image, outcome: Outcome, lead: str) -> Row:
-    """input | each method's mask | the lead method's cut-out | truth, as thumbnails."""
+    """input | each method's mask | the lead method's cut-out | truth, as thumbnails.
+
+    Captions give each mask's boundary MAE, or on soft truth its SAD.
+    """
     panels = [Panel("input", image)]
     for name, picture in outcome.masks.items():
-        bmae = outcome.scores[name].boundary_mae
-        panels.append(Panel(f"{name}: {bmae:.3f}", picture))
+        if outcome.matting:
+            caption = f"{name}: SAD {outcome.matting[name].sad:.3f}"
+        else:
+            caption = f"{name}: {outcome.scores[name].boundary_mae:.3f}"
+        panels.append(Panel(caption, picture))
     panels.append(Panel(f"cut-out, {lead}", over_checkerboard(image, outcome.masks[lead])))
-    panels.append(Panel("ground truth", truth))
+    panels.append(Panel("alpha matte" if outcome.matting else "ground truth", truth))
     small = [Panel(p.caption, _thumb(p.picture)) for p in panels]
-    return Row(outcome.name, tuple(small), outcome.scores[lead], note=lead)
+    note = lead
+    if outcome.matting:
+        m = outcome.matting[lead]
+        note += (
+            f": SAD {m.sad:.3f}, MSE {m.mse * 1000:.2f}e-3, Grad {m.grad:.3f}, Conn {m.conn:.3f}"
+        )
+    return Row(outcome.name, tuple(small), outcome.scores[lead], note=note)
 
 
 def _thumb(picture: Image.Image) -> Image.Image:
@@ -230,6 +270,30 @@ def _thumb(picture: Image.Image) -> Image.Image:
 
 def means(outcomes: list[Outcome], names: list[str]) -> dict[str, scores.Scores]:
     return {n: scores.mean_scores([o.scores[n] for o in outcomes]) for n in names}
+
+
+def matting_means(outcomes: list[Outcome], names: list[str]) -> dict[str, scores.MattingScores]:
+    return {n: scores.mean_matting([o.matting[n] for o in outcomes]) for n in names}
+
+
+def soft_share(truth_paths: list[Path]) -> float:
+    """The share of truth pixels strictly between 0 and 255, 128 not counted (GrabCut's
+    "not scored" value): what tells an alpha matte from a binary mask."""
+    partial_px = total = 0
+    for path in truth_paths:
+        with Image.open(path) as opened:
+            levels = np.asarray(opened.convert("L"))
+        partial = (levels > 0) & (levels < 255) & (levels != scores.IGNORE)
+        partial_px += int(np.count_nonzero(partial))
+        total += levels.size
+    return partial_px / total if total else 0.0
+
+
+def truth_kind(wanted: str, share: float) -> str:
+    """--truth as asked; auto: soft when more than SOFT_SHARE of the pixels are partial."""
+    if wanted != "auto":
+        return wanted
+    return "soft" if share > SOFT_SHARE else "binary"
 
 
 def mean_ms(outcomes: list[Outcome], name: str) -> float | None:
@@ -274,6 +338,38 @@ def table(mean: dict[str, scores.Scores], outcomes: list[Outcome], model_ms: flo
     return "\n".join(lines)
 
 
+def matting_table(mean: dict[str, scores.MattingScores], share: float) -> str:
+    """The matting benchmarks' four errors, in the units their tables print."""
+    lines = [
+        f"Soft truth: alpha mattes ({share:.1%} of the truth pixels partial), scored over the "
+        "whole image (no trimaps), mean per image; lower is better.",
+        "",
+        "| method | SAD (/1000) | MSE (x1000) | Grad (/1000) | Conn (/1000) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in mean.items():
+        lines.append(f"| {name} | {m.sad:.3f} | {m.mse * 1000:.3f} | {m.grad:.3f} | {m.conn:.3f} |")
+    lines += ["", "Against the mattes binarised at half (alpha >= 0.5 is subject):", ""]
+    return "\n".join(lines)
+
+
+def matting_comparison(mean: dict[str, scores.MattingScores], name: str) -> str | None:
+    """How a row's matting errors compare with rembg's default on the same mattes."""
+    base = mean.get(REMBG)
+    if base is None or name == REMBG:
+        return None
+    it = mean[name]
+    changes = [
+        f"{label} {_change(getattr(it, key), getattr(base, key))}"
+        for label, key in (("SAD", "sad"), ("MSE", "mse"), ("Grad", "grad"), ("Conn", "conn"))
+    ]
+    return f"{name} against rembg on soft truth: {', '.join(changes)}"
+
+
+def _change(value: float, base: float) -> str:
+    return f"{value / base - 1:+.1%}" if base else f"{value:.4f} (rembg 0)"
+
+
 def _finite(value: float) -> float | None:
     return None if math.isnan(value) else value
 
@@ -281,7 +377,7 @@ def _finite(value: float) -> float | None:
 def results_json(
     args: argparse.Namespace, outcomes: list[Outcome], mean: dict[str, scores.Scores]
 ) -> dict[str, Any]:
-    return {
+    results = {
         "set": str(args.set),
         "model": args.model,
         "images": len(outcomes),
@@ -296,6 +392,13 @@ def results_json(
             for o in outcomes
         ],
     }
+    if outcomes and outcomes[0].matting:  # soft truth: the binary path's output stays as it was
+        results["matting_mean"] = {
+            n: m.as_dict() for n, m in matting_means(outcomes, list(mean)).items()
+        }
+        for entry, outcome in zip(results["per_image"], outcomes, strict=True):
+            entry["matting"] = {n: m.as_dict() for n, m in outcome.matting.items()}
+    return results
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -308,6 +411,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--precisions", default="", help="besides fp32, comma-separated: bf16, int8"
     )
     parser.add_argument("--limit", type=int, default=0, help="first N images only")
+    parser.add_argument(
+        "--truth",
+        choices=TRUTHS,
+        default="auto",
+        help=f"masks are alpha mattes (soft) or not; auto: soft if > {SOFT_SHARE:.0%} partial",
+    )
     parser.add_argument("--report-mode", help="the mode that orders the report (guided)")
     parser.add_argument("--no-hd-cost", action="store_true", help="skip the HD timing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -342,13 +451,16 @@ def pairs_of(root: Path, limit: int) -> Iterator[tuple[Path, Path]]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     check_set(args.set)
+    pairs = list(pairs_of(args.set, args.limit))
+    share = soft_share([truth for _, truth in pairs])
+    soft = truth_kind(args.truth, share) == "soft"
     # Model home, providers and threads from CUTOUT_* settings, as the CLI takes them.
     settings = load_settings()
     session = engine.model_session(settings, args.model, precision="fp32")
     fast, refused = fast_sessions(settings, args.model, args.precisions)
-    methods = Methods(session, args.modes, with_rembg=not args.no_rembg, fast=fast)
+    methods = Methods(session, args.modes, with_rembg=not args.no_rembg, fast=fast, soft=soft)
     outcomes, rows = [], []
-    for image_path, truth_path in pairs_of(args.set, args.limit):
+    for image_path, truth_path in pairs:
         outcome, truth = methods.run(image_path, truth_path)
         with Image.open(image_path) as opened:
             image = opened.convert("RGB")
@@ -359,7 +471,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = results_json(args, outcomes, mean)
     model_ms = statistics.fmean(methods.model_ms)
     text = table(mean, outcomes, model_ms)
-    verdicts = [v for v in (verdict(mean, ours(m)) for m in args.modes) if v]
+    verdicts = []
+    if soft:
+        matting_mean = matting_means(outcomes, methods.names)
+        text = matting_table(matting_mean, share) + "\n" + text
+        results["truth"] = {"kind": "soft", "partial_share": share, "region": "whole image"}
+        verdicts += [v for v in (matting_comparison(matting_mean, n) for n in methods.names) if v]
+    verdicts += [v for v in (verdict(mean, ours(m)) for m in args.modes) if v]
     verdicts += [v for v in (precision_verdict(mean, p) for p in fast) if v]
     verdicts += [f"{p}: refused for {args.model}: {why}" for p, why in refused.items()]
     if not args.no_hd_cost:
@@ -376,7 +494,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["colours"] = colour_rows
     text += "".join(f"\n{v}" for v in verdicts)
     results["verdicts"] = verdicts
-    write_outputs(args, text, results, rows)
+    lead = ours(args.report_mode)
+    if soft:  # worst SAD first: the binarised boundary says little about a soft edge
+        by_sad = sorted(zip(rows, outcomes, strict=True), key=lambda ro: -ro[1].matting[lead].sad)
+        write_outputs(args, text, results, [row for row, _ in by_sad], f"{lead}'s SAD")
+    else:
+        write_outputs(args, text, results, worst_first(rows), lead)
     print(text)
     return results
 
@@ -398,16 +521,15 @@ def fast_sessions(
 
 
 def write_outputs(
-    args: argparse.Namespace, text: str, results: dict[str, Any], rows: list[Row]
+    args: argparse.Namespace, text: str, results: dict[str, Any], rows: list[Row], order: str
 ) -> None:
-    from cutout.report import worst_first
-
+    """table.md, results.json and report.html, whose rows come in the order given."""
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text(text + "\n", encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n", "utf-8")
-    title = f"cutout quality: {args.set.name}, {args.model}, ordered by {ours(args.report_mode)}"
+    title = f"cutout quality: {args.set.name}, {args.model}, ordered by {order}"
     summary = f"<pre>{html.escape(text)}</pre>"
-    (args.out / "report.html").write_text(render(worst_first(rows), title, summary), "utf-8")
+    (args.out / "report.html").write_text(render(rows, title, summary), "utf-8")
 
 
 if __name__ == "__main__":
