@@ -6,8 +6,9 @@ growth; `warm_folder`), then times every size class and prints one JSON object o
 
 - model: the ONNX session alone on prepared tensors (the model's own limit), through
   cutout's session factory (same providers), one run at a time on all cores.
-- model-lanes: the same, with as many runs at once as `cutout p` has images in flight,
-  on as many threads each as p gives them: what the model alone does in p's setting.
+- model-lanes: the same, with as many runs at once as `cutout p` has images in flight, the
+  cores shared out between them: the other way to spend the cores on the model (p ran it so
+  until its runs took turns, which costs less memory); the model's limit is the faster.
 - cutout-p: `cutout p` itself, in-process, once per size-class folder.
 - rembg-remove: rembg's `remove()` on each file's bytes, session reused, output written.
 - rembg-p: `rembg p`, in-process, once per folder; its `new_session` is handed the warm
@@ -176,11 +177,11 @@ def run_cutout_p(sets: Path, out: Path, model: str, precision: str = "fp32") -> 
     warm = warm_folder(sets)
     p(warm, warm / "out")
     classes = timed_classes(sets, out, p)
-    lanes = p_lanes()
     return {
         "classes": classes,
         "providers": catcher.providers,
-        "config": f"{lanes} images in flight x {default_threads(lanes)} threads",
+        "config": f"{p_lanes()} images in flight, model runs taking turns on "
+        f"{default_threads()} threads",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -57,6 +58,33 @@ class Session:
         return any(p not in self.providers for p in self.requested if p != CPU)
 
 
+class TakingTurns:
+    """An inference session whose runs take turns: callers that overlap (`cutout p`'s lanes)
+    overlap everything but the model, and wait for it.
+
+    A run holds its activations while it runs: ~260 MB in ONNX Runtime's arena for u2net at
+    fp32, so two at once put `cutout p` over 900 MB on 12 MP photos. One run at a time on
+    every core runs the model as fast on this project's machine (README "Performance")."""
+
+    def __init__(self, inference: InferenceSession) -> None:
+        self._inference = inference
+        self._lock = threading.Lock()
+
+    def run(
+        self, output_names: Sequence[str] | None, input_feed: dict[str, np.ndarray]
+    ) -> list[Any]:
+        with self._lock:
+            return self._inference.run(output_names, input_feed)
+
+    def get_inputs(self) -> Sequence[Any]:
+        return self._inference.get_inputs()
+
+
+def taking_turns(session: Session) -> Session:
+    """The session with its runs taking turns (TakingTurns)."""
+    return dataclasses.replace(session, inference=TakingTurns(session.inference))
+
+
 def usable_cores() -> int:
     """Cores this process may run on (a container's CPU set, not the host's count)."""
     try:
@@ -92,6 +120,10 @@ def _create(path: Path, providers: list[str], threads: int) -> ort.InferenceSess
     # The memory pattern pre-plans one block per run: no faster here, ~200 MB more peak RSS
     # with u2net (bench/, README "Performance").
     opts.enable_mem_pattern = False
+    # Idle pool threads sleep rather than spin: `cutout p` decodes and encodes one image while
+    # the model runs another on every core, and spinning threads took that work's CPU (2-6%
+    # slower on HD and 12 MP); the model alone is as fast within 1-2% (README "Performance").
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     try:
         if providers == [CPU]:  # the saved NCHWc graph: ~220 MB less RSS (cutout.ortcache)

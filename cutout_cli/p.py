@@ -18,7 +18,7 @@ from tqdm import tqdm
 from cutout.errors import CutoutError
 from cutout.images import write_atomic
 from cutout.pipeline import Remover, output_format
-from cutout.session import default_threads, usable_cores
+from cutout.session import taking_turns, usable_cores
 from cutout_cli.common import EXIT_FAILED, echo_err, get_settings, reporting
 from cutout_cli.options import (
     build_remover,
@@ -72,10 +72,10 @@ def up_to_date(job: Job) -> bool:
 
 
 def lanes_for(cores: int) -> int:
-    """Images in flight at once: two as soon as there are two cores. Each image's inference
-    then gets half the cores, and one image's decoding, compositing and encoding run while
-    the other's inference does: on 2 cores, 2 x 1 thread is as fast as 1 x 2 threads for
-    the model alone, and hides the rest of the pipeline (README "Performance")."""
+    """Images in flight at once: two as soon as there are two cores. The model's runs take
+    turns on all the cores (cutout.session.TakingTurns: a run's activations are the largest
+    part of the memory), and one image's decoding, compositing and encoding run while the
+    other's model runs (README "Performance")."""
     return 2 if cores >= 2 else 1
 
 
@@ -144,11 +144,10 @@ def p_command(
     settings = with_model_file(get_settings(ctx), params)
     given = collect(params)
     lanes = lanes_for(usable_cores())
-    # CUTOUT_THREADS, when set, is per image in flight; else the cores are shared out.
-    per_lane = settings.model_copy(update={"threads": settings.threads or default_threads(lanes)})
     with reporting(ctx):
         fmt = output_format(None, given.get("format"), settings.output_format)
-        remover = build_remover(per_lane, given)
+        remover = build_remover(settings, given)  # CUTOUT_THREADS: those of the one run
+    remover.session = taking_turns(remover.session)
     in_dir, out_dir = input_dir.resolve(), output_dir.resolve()
     images, skipped = find_files(in_dir, out_dir)
     planned = plan(images, in_dir, out_dir, fmt)

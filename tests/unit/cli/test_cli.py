@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -224,3 +226,57 @@ def test_p_takes_phone_formats(tmp_path: Path) -> None:
     assert "3 done, 0 failed, of 3 images" in result.stderr
     for name in ("iphone.png", "web.png", "lying.png"):
         assert reference_iou(np.asarray(load(out / name))[..., 3]) > 0.8
+
+
+def test_p_runs_the_model_one_image_at_a_time_on_every_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two images in flight, but their model runs take turns (each run's activations are
+    most of p's memory: README "Performance"), each on all the usable cores; every image
+    still comes out."""
+    from cutout import session as sessions
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for index in range(6):
+        shutil.copy(CAT, src / f"cat{index}.jpg")
+    running, most, threads = 0, 0, []
+    lock = threading.Lock()
+    real_init = sessions.TakingTurns.__init__
+
+    class Counted:  # the real session, counting the runs in progress at once
+        def __init__(self, inner: sessions.InferenceSession) -> None:
+            self.inner = inner
+
+        def run(self, names: Any, feed: Any) -> Any:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            try:
+                return self.inner.run(names, feed)
+            finally:
+                with lock:
+                    running -= 1
+
+        def get_inputs(self) -> Any:
+            return self.inner.get_inputs()
+
+    def init(self: sessions.TakingTurns, inference: sessions.InferenceSession) -> None:
+        real_init(self, Counted(inference))
+
+    def open_session(*args: Any, **kwargs: Any) -> sessions.Session:
+        threads.append(kwargs["threads"])
+        return sessions.open_session(*args, **kwargs)
+
+    monkeypatch.setattr(sessions.TakingTurns, "__init__", init)
+    monkeypatch.setattr("settings.engine.open_session", open_session)
+    monkeypatch.setattr("cutout_cli.p.usable_cores", lambda: 4)
+    monkeypatch.setattr(sessions, "usable_cores", lambda: 4)
+    result = run("p", str(src), str(tmp_path / "out"))
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"cat{index}.png" for index in range(6)
+    ]
+    assert most == 1
+    assert threads == [4]  # not shared out between the two images in flight

@@ -73,12 +73,15 @@ def test_encode_uses_the_level_asked_for() -> None:
     assert np.array_equal(np.asarray(decoded(small)), np.asarray(image))
 
 
+@pytest.mark.parametrize("streamed", [True, False])
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
-def test_a_large_image_is_deflated_in_strips_to_the_same_pixels(
-    monkeypatch: pytest.MonkeyPatch, mode: str
+def test_an_image_read_in_strips_keeps_its_pixels(
+    monkeypatch: pytest.MonkeyPatch, mode: str, streamed: bool
 ) -> None:
+    """Strips of 64 rows over 700 (the last one short): read, filtered against the row
+    above across each seam, and deflated whole (libdeflate) or strip by strip (zlib)."""
     image = photo(90, 700).convert(mode)
-    monkeypatch.setattr(png, "STREAM_PIXELS", 1000)
-    monkeypatch.setattr(png, "STREAM_ROWS", 64)
+    monkeypatch.setattr(png, "STREAM_PIXELS", 1000 if streamed else 10**9)
+    monkeypatch.setattr(png, "STRIP_ROWS", 64)
     data = png.encode(image, 2)
     assert np.array_equal(np.asarray(decoded(data)), np.asarray(image))
