@@ -54,22 +54,26 @@ class Recipe:
     precision: str
     name: str  # in the folder's name: says how the file was made; bumped when that changes
     hint: str  # OpenVINO's float arithmetic
-    # The tolerance, means over the photos: IoU of the masks against fp32's, and |difference|
-    # in levels of 255. Not the worst photo's IoU: on a photo whose saliency hovers near
-    # the threshold (the rocket's) it swings with any change at all.
-    min_iou: float
-    max_diff: float
+    # The tolerance, means over the check photos: IoU of the masks against fp32's, and
+    # |difference| in levels of 255. Not the worst photo's IoU: on a photo whose saliency
+    # hovers near the threshold (the rocket's) it swings with any change at all.
+    min_iou: float = 0.97
+    max_diff: float = 1.5
 
     @property
     def tolerance(self) -> str:
         return f"IoU >= {self.min_iou} and |diff| <= {self.max_diff}/255, means"
 
 
+# One tolerance for the fast path: issue 18's bar is IoU >= 0.98 mean against fp32 on
+# everyday photos, and the check photos are harder (u2net at bf16: 0.973 on them, 0.983 on
+# `make bench`'s 24, 0.986 on pascal_s), so 0.97 here. u2net at int8 (0.919 here, 0.953 on
+# the bench's photos) and u2netp at either (0.93, 0.70) are refused.
 RECIPES: dict[str, Recipe] = {
     r.precision: r
     for r in (
-        Recipe("bf16", "openvino-bf16-r1", "bf16", 0.95, 1.5),
-        Recipe("int8", "qdq-minmax-perchannel-openvino-r1", "f32", 0.90, 3.0),
+        Recipe("bf16", "openvino-bf16-r1", "bf16"),
+        Recipe("int8", "qdq-minmax-perchannel-openvino-r1", "f32"),
     )
 }
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from cutout.errors import CutoutError
 from cutout.images import write_atomic
 from cutout.pipeline import Remover, output_format
-from cutout.session import taking_turns, usable_cores
+from cutout.session import default_threads, taking_turns, usable_cores
 from cutout_cli.common import EXIT_FAILED, echo_err, get_settings, reporting
 from cutout_cli.options import (
     build_remover,
@@ -144,10 +144,17 @@ def p_command(
     settings = with_model_file(get_settings(ctx), params)
     given = collect(params)
     lanes = lanes_for(usable_cores())
+    fast = (given.get("precision") or settings.precision) != "fp32"
+    if fast and not settings.threads:
+        # OpenVINO runs one stream per image in flight, the cores shared out: a stream holds
+        # far less than an ONNX Runtime run (bf16: ~115 MB), and it measured 7-10% faster
+        # than one stream on every core taking turns.
+        settings = settings.model_copy(update={"threads": default_threads(lanes)})
     with reporting(ctx):
         fmt = output_format(None, given.get("format"), settings.output_format)
-        remover = build_remover(settings, given)  # CUTOUT_THREADS: those of the one run
-    remover.session = taking_turns(remover.session)
+        remover = build_remover(settings, given)  # CUTOUT_THREADS: those of a run
+    if not fast:
+        remover.session = taking_turns(remover.session)
     in_dir, out_dir = input_dir.resolve(), output_dir.resolve()
     images, skipped = find_files(in_dir, out_dir)
     planned = plan(images, in_dir, out_dir, fmt)
