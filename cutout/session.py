@@ -7,7 +7,6 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -60,23 +59,22 @@ class Session:
 
 
 class TakingTurns:
-    """An inference session whose runs take turns on one thread of their own: callers that
-    overlap (`cutout p`'s lanes) overlap everything but the model, and wait for it.
+    """An inference session whose runs take turns: callers that overlap (`cutout p`'s lanes)
+    overlap everything but the model, and wait for it.
 
     A run holds its activations while it runs: ~260 MB in ONNX Runtime's arena for u2net at
     fp32, so two at once put `cutout p` over 900 MB on 12 MP photos. One run at a time on
-    every core costs 4-6% of the speed (README "Performance"). The runs' own thread keeps
-    the process's priority when the callers lower theirs (cutout_cli.p), so the model gets
-    the cores whenever it runs and the rest of the work fills what it leaves."""
+    every core runs the model as fast on this project's machine (README "Performance")."""
 
     def __init__(self, inference: InferenceSession) -> None:
         self._inference = inference
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="cutout-model")
+        self._lock = threading.Lock()
 
     def run(
         self, output_names: Sequence[str] | None, input_feed: dict[str, np.ndarray]
     ) -> list[Any]:
-        return self._thread.submit(self._inference.run, output_names, input_feed).result()
+        with self._lock:
+            return self._inference.run(output_names, input_feed)
 
     def get_inputs(self) -> Sequence[Any]:
         return self._inference.get_inputs()

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -82,22 +79,6 @@ def lanes_for(cores: int) -> int:
     return 2 if cores >= 2 else 1
 
 
-# How much lower than the process the lanes run (nice steps): the model's own thread
-# (cutout.session.TakingTurns) then gets the cores whenever it runs, and decoding and
-# encoding fill the rest; measured 2-3% faster on the bench's mix than equal priorities.
-LANE_NICENESS = 10
-
-
-def lower_priority() -> None:
-    """This thread's scheduling priority lowered by LANE_NICENESS. Linux only: there a
-    thread has a priority of its own; elsewhere the call would renice the whole process."""
-    if sys.platform != "linux":
-        return
-    thread = threading.get_native_id()
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, 0) + LANE_NICENESS)
-
-
 def process_one(remover: Remover, job: Job, fmt: str) -> str | None:
     """Cut out and write one image; the reason it failed, or None."""
     try:
@@ -120,9 +101,7 @@ def run_jobs(
         return
     queued: deque[tuple[Job, Future[str | None]]] = deque()
     todo = iter(jobs)
-    with ThreadPoolExecutor(
-        lanes, thread_name_prefix="cutout-p", initializer=lower_priority
-    ) as pool:
+    with ThreadPoolExecutor(lanes, thread_name_prefix="cutout-p") as pool:
         try:
             for job in todo:
                 queued.append((job, pool.submit(process_one, remover, job, fmt)))

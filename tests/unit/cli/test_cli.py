@@ -280,21 +280,3 @@ def test_p_runs_the_model_one_image_at_a_time_on_every_core(
     ]
     assert most == 1
     assert threads == [4]  # not shared out between the two images in flight
-
-
-def test_p_lanes_yield_the_cores_to_the_model_and_leave_the_process_as_it_was() -> None:
-    """On Linux (where a thread has a priority of its own, and where this runs)."""
-    from cutout_cli import p
-
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    seen: list[int] = []
-
-    def lane() -> None:
-        p.lower_priority()
-        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
-
-    thread = threading.Thread(target=lane)
-    thread.start()
-    thread.join()
-    assert seen == [min(19, before + p.LANE_NICENESS)]
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # the caller's thread, untouched
