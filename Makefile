@@ -8,6 +8,7 @@ TEST_MODEL ?= u2netp
 QUALITY_MODEL ?= u2net
 QUALITY_SET ?= ../shared/evalsets/pascal_s
 QUALITY_PRECISIONS ?= bf16,int8
+QUALITY_TRUTH ?= auto
 BENCH_MODEL ?= u2net
 BENCH_ARGS ?=
 
@@ -47,7 +48,7 @@ models: $(RUNTIME)
 quality: $(DEV)
 	@test -d $(QUALITY_SET) || { echo "$(QUALITY_SET): no evaluation set there; one is images/*.jpg + masks/*.png (same stem). Point at another: make quality QUALITY_SET=/path/to/set" >&2; exit 2; }
 	$(BIN)/cutout models pull $(QUALITY_MODEL)
-	$(BIN)/python bench/quality.py $(QUALITY_SET) --model $(QUALITY_MODEL) --precisions $(QUALITY_PRECISIONS)
+	$(BIN)/python bench/quality.py $(QUALITY_SET) --model $(QUALITY_MODEL) --precisions $(QUALITY_PRECISIONS) --truth $(QUALITY_TRUTH)
 
 ## Speed against the model alone and against rembg, alternating, in one run (~8 min; README
 ## "Performance"): a table, bench/out/speed.md and speed.json. BENCH_ARGS=--quick: ~2 min.
