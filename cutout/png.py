@@ -61,14 +61,17 @@ STRIP_ROWS = 256
 STREAM_PIXELS = 16_000_000
 
 
-def _strips(image: Image.Image) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
-    """(top row, that strip's filtered scanlines), top to bottom."""
+def _strips(
+    image: Image.Image, into: npt.NDArray[np.uint8] | None = None
+) -> Iterator[npt.NDArray[np.uint8]]:
+    """Each strip's filtered scanlines, top to bottom; written into `into`'s rows (all the
+    image's scanlines) when given, else into an array of the strip's own."""
     width, height = image.size
     above = None
     for top in range(0, height, STRIP_ROWS):
         rows = np.asarray(image.crop((0, top, width, min(height, top + STRIP_ROWS))))
         rows = rows.reshape(rows.shape[0], -1)
-        yield top, filtered(rows, above)
+        yield filtered(rows, above, None if into is None else into[top : top + rows.shape[0]])
         above = rows[-1]
 
 
@@ -76,12 +79,12 @@ def _deflated(image: Image.Image, level: int) -> bytes | bytearray:
     width, height = image.size
     if width * height <= STREAM_PIXELS:
         lines = np.empty((height, width * len(image.getbands()) + 1), dtype=np.uint8)
-        for top, strip in _strips(image):
-            lines[top : top + strip.shape[0]] = strip
+        for _ in _strips(image, into=lines):
+            pass  # each strip is filtered in place
         compressed: bytearray = _libdeflate.zlib_compress(lines.reshape(-1).data, level)
         return compressed
     compressor = zlib.compressobj(min(level, 9))
-    parts = [compressor.compress(strip.reshape(-1).data) for _, strip in _strips(image)]
+    parts = [compressor.compress(strip.reshape(-1).data) for strip in _strips(image)]
     parts.append(compressor.flush())
     return b"".join(parts)
 

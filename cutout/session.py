@@ -64,7 +64,7 @@ class TakingTurns:
 
     A run holds its activations while it runs: ~260 MB in ONNX Runtime's arena for u2net at
     fp32, so two at once put `cutout p` over 900 MB on 12 MP photos. One run at a time on
-    every core runs the model as fast on this project's machine (README "Performance")."""
+    every core costs 4-6% of the speed on HD and 12 MP (README "Memory of cutout p")."""
 
     def __init__(self, inference: InferenceSession) -> None:
         self._inference = inference
