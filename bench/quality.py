@@ -375,7 +375,10 @@ def _finite(value: float) -> float | None:
 
 
 def results_json(
-    args: argparse.Namespace, outcomes: list[Outcome], mean: dict[str, scores.Scores]
+    args: argparse.Namespace,
+    outcomes: list[Outcome],
+    mean: dict[str, scores.Scores],
+    matting_mean: dict[str, scores.MattingScores] | None = None,
 ) -> dict[str, Any]:
     results = {
         "set": str(args.set),
@@ -392,10 +395,8 @@ def results_json(
             for o in outcomes
         ],
     }
-    if outcomes and outcomes[0].matting:  # soft truth: the binary path's output stays as it was
-        results["matting_mean"] = {
-            n: m.as_dict() for n, m in matting_means(outcomes, list(mean)).items()
-        }
+    if matting_mean is not None:  # soft truth: the binary path's output stays as it was
+        results["matting_mean"] = {n: m.as_dict() for n, m in matting_mean.items()}
         for entry, outcome in zip(results["per_image"], outcomes, strict=True):
             entry["matting"] = {n: m.as_dict() for n, m in outcome.matting.items()}
     return results
@@ -468,12 +469,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows.append(report_row(image, truth, outcome, ours(args.report_mode)))
         outcome.masks.clear()  # keep memory flat on big sets
     mean = means(outcomes, methods.names)
-    results = results_json(args, outcomes, mean)
+    matting_mean = matting_means(outcomes, methods.names) if soft else None
+    results = results_json(args, outcomes, mean, matting_mean)
     model_ms = statistics.fmean(methods.model_ms)
     text = table(mean, outcomes, model_ms)
     verdicts = []
-    if soft:
-        matting_mean = matting_means(outcomes, methods.names)
+    if matting_mean is not None:
         text = matting_table(matting_mean, share) + "\n" + text
         results["truth"] = {"kind": "soft", "partial_share": share, "region": "whole image"}
         verdicts += [v for v in (matting_comparison(matting_mean, n) for n in methods.names) if v]
